@@ -1,0 +1,35 @@
+"""KL-to-reference estimators and the per-token RLHF reward (SPEC.md section 2).
+
+With the log-ratio ``d = log π_old(a|s) − log π_ref(a|s)`` of the sampled token:
+
+- ``k1 = d``                         unbiased, can be negative (the default, seed 001 formula 2);
+- ``k2 = ½ d²``                      biased, always ≥ 0, low variance;
+- ``k3 = (ρ − 1) − log ρ``, ρ = π_ref/π_old = exp(−d)   unbiased and always ≥ 0.
+
+The per-token reward is ``r_t = −β·k(t)``, plus the episode's score on its last token.
+"""
+
+from __future__ import annotations
+
+import math
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+def kl_estimate(logprob: float, ref_logprob: float, estimator: str = "k1") -> float:
+    """One sample's KL(π_old ‖ π_ref) estimate from the sampled token's two log-probs."""
+    log_ratio = logprob - ref_logprob
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k2":
+        return 0.5 * log_ratio * log_ratio
+    if estimator == "k3":
+        # ρ = π_ref/π_old; expm1 keeps (ρ − 1) accurate when the policies are close.
+        return math.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}; choose one of {KL_ESTIMATORS}")
+
+
+def token_reward(kl: float, kl_coef: float, score: float | None = None) -> float:
+    """SPEC.md section 2: ``r_t = −β·kl_t``, and ``+ score`` on the episode's last token."""
+    reward = -kl_coef * kl
+    return reward + score if score is not None else reward

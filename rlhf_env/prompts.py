@@ -1,0 +1,129 @@
+"""Prompt sources for the tasks: offline defaults, local files, ``datasets`` datasets, lists.
+
+A source is one of:
+- ``"movie-reviews"``: openings of the Pang & Lee movie-review sentences (prepared offline
+  default); the rest of each sentence and its polarity label come along as extra columns;
+- ``"fortunes"``: first lines of the BSD fortune-cookie file (prepared offline default);
+- ``"tiny"``: a handful of prompts over the tiny task's vocabulary;
+- a local ``.jsonl``/``.json``/``.csv``/``.parquet``/``.txt`` file, read with ``datasets``;
+- a ``datasets.Dataset`` or a hub dataset name (``"imdb"``; needs a network);
+- a list of strings.
+Extra columns are passed to reward plugins as keyword lists, as TRL does with dataset columns.
+Splits are deterministic: every 10th row is held out as ``"test"`` when a source has no splits.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPLITS = ("train", "test", "all")
+_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet",
+                  ".txt": "text"}
+TINY_PROMPTS = (
+    "this movie was", "the acting is", "i think the film", "the music was really",
+    "the story is", "we were", "the ending was", "they said it was",
+)
+
+
+@dataclass
+class PromptSet:
+    """Prompt texts plus optional per-prompt columns for the reward (e.g. ``reference``)."""
+
+    texts: list[str]
+    columns: dict[str, list] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def row(self, index: int) -> dict:
+        return {name: values[index] for name, values in self.columns.items()}
+
+
+def load_prompts(source, *, field: str = "prompt", split: str = "train") -> PromptSet:
+    """Load a :class:`PromptSet` from any supported source (see module docstring)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if isinstance(source, (list, tuple)):
+        return _held_out(PromptSet([str(p) for p in source]), split)
+    if source == "movie-reviews":
+        return _held_out(_movie_review_openings(), split)
+    if source == "fortunes":
+        return _held_out(_fortune_openings(), split)
+    if source == "tiny":
+        return PromptSet(list(TINY_PROMPTS))
+    import datasets
+
+    dataset = _load_dataset(source)
+    if isinstance(dataset, datasets.DatasetDict):
+        if split in dataset and len(dataset) > 1:
+            return _from_dataset(dataset[split], field)
+        dataset = datasets.concatenate_datasets(list(dataset.values()))
+    return _held_out(_from_dataset(dataset, field), split)
+
+
+def _held_out(prompts: PromptSet, split: str) -> PromptSet:
+    if split == "all":
+        return prompts
+    keep = [i for i in range(len(prompts)) if (i % 10 == 0) == (split == "test")]
+    return PromptSet(
+        [prompts.texts[i] for i in keep],
+        {name: [values[i] for i in keep] for name, values in prompts.columns.items()},
+    )
+
+
+def _movie_review_openings(words: int = 5, min_words: int = 8) -> PromptSet:
+    """First ``words`` words of each review sentence long enough to leave a continuation."""
+    from rlhf_env.assets import asset_path
+
+    texts, rest, labels = [], [], []
+    with open(asset_path("movie-reviews"), encoding="utf-8-sig", newline="") as f:
+        for label, sentence in csv.reader(f):
+            tokens = sentence.split()
+            if len(tokens) >= min_words:
+                texts.append(" ".join(tokens[:words]))
+                rest.append(" ".join(tokens[words:]))
+                labels.append(int(label))
+    return PromptSet(texts, {"reference": rest, "label": labels})
+
+
+def _fortune_openings(max_chars: int = 80) -> PromptSet:
+    """The first line of each fortune (fortunes are separated by lines holding ``%``)."""
+    from rlhf_env.assets import asset_path
+
+    text = Path(asset_path("fortunes")).read_text(encoding="utf-8", errors="replace")
+    firsts = (chunk.strip().splitlines() for chunk in text.split("\n%\n"))
+    return PromptSet(
+        [lines[0].strip() for lines in firsts
+         if lines and 0 < len(lines[0].strip()) <= max_chars and "$" not in lines[0]]
+    )
+
+
+def _load_dataset(source):
+    import datasets
+
+    if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
+        return source
+    if Path(str(source)).suffix in _FILE_BUILDERS and Path(str(source)).exists():
+        path = Path(source)
+        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path))
+    if Path(str(source)).exists() or str(source).endswith(tuple(_FILE_BUILDERS)):
+        raise FileNotFoundError(
+            f"prompt file {source!r} does not exist or has an unsupported type; "
+            f"supported: {sorted(_FILE_BUILDERS)}"
+        )
+    return datasets.load_dataset(str(source))
+
+
+def _from_dataset(dataset, field: str) -> PromptSet:
+    column = field if field in dataset.column_names else (
+        "text" if dataset.column_names == ["text"] else None
+    )
+    if column is None:
+        raise KeyError(
+            f"prompt column {field!r} not found; the dataset has columns {dataset.column_names} "
+            f"(pass prompt_field=...)"
+        )
+    columns = {name: dataset[name] for name in dataset.column_names if name != column}
+    return PromptSet([str(t) for t in dataset[column]], columns)

@@ -1,0 +1,33 @@
+"""The KL estimators and the per-token reward against hand computations (SPEC.md section 2)."""
+
+import math
+
+import pytest
+
+from rlhf_env.kl import kl_estimate, token_reward
+
+
+def test_estimators_by_hand():
+    logprob, ref = -1.2, -2.0  # log-ratio d = 0.8
+    assert kl_estimate(logprob, ref, "k1") == pytest.approx(0.8)
+    assert kl_estimate(logprob, ref, "k2") == pytest.approx(0.5 * 0.64)
+    rho = math.exp(-2.0) / math.exp(-1.2)  # π_ref / π_old
+    assert kl_estimate(logprob, ref, "k3") == pytest.approx((rho - 1) - math.log(rho))
+
+
+def test_k2_and_k3_are_non_negative_and_zero_at_equality():
+    for d in (-3.0, -0.1, 0.0, 0.2, 4.0):
+        assert kl_estimate(d - 1.0, -1.0, "k2") >= 0
+        assert kl_estimate(d - 1.0, -1.0, "k3") >= 0
+    for estimator in ("k1", "k2", "k3"):
+        assert kl_estimate(-1.5, -1.5, estimator) == 0.0
+
+
+def test_token_reward_adds_score_only_when_given():
+    assert token_reward(0.8, 0.1) == pytest.approx(-0.08)
+    assert token_reward(0.8, 0.1, score=0.5) == pytest.approx(0.42)
+
+
+def test_unknown_estimator():
+    with pytest.raises(ValueError, match="k4"):
+        kl_estimate(-1.0, -1.0, "k4")
