@@ -1,0 +1,33 @@
+# Set-up and the two entry points of the README: `make demo` (main job) and `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+# Two cores: one torch thread pool of their size, no oversubscription; caches in the project.
+export OMP_NUM_THREADS ?= 2
+export HF_HOME := $(CURDIR)/.cache/huggingface
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: install prepare demo test benchmark
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: on a CPU machine this takes the local CPU wheel, no CUDA packages.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+prepare: install
+	$(BIN)/rlhf-env prepare
+
+demo: prepare
+	$(BIN)/rlhf-env rollout --task rlhf_env/Sentiment-v0 --episodes 8 --num-envs 8
+
+test: prepare
+	$(BIN)/python -m pytest -q
+
+benchmark: prepare
+	$(BIN)/python benchmarks/env_step.py

@@ -1,0 +1,117 @@
+"""Benchmark: the batched environment's step cost against prefix length and against `generate`.
+
+What it shows
+- Steps per second of the batched environment (reference model on, KV-cached) at prefix length
+  16 and 256, and their ratio: a flat cost per step gives a ratio near 1 (target <= 1.5).
+- Tokens per second of a full rollout (KV-cached policy sampler + environment with its reference
+  model) relative to plain ``transformers`` ``generate`` of the same model, batch, prompts and
+  length, measured in this run (target >= 0.45: the rollout runs two models, generate one).
+
+How to run
+    python benchmarks/env_step.py                 # SmolLM2-135M (needs `rlhf-env prepare`)
+    python benchmarks/env_step.py --model tiny    # seconds, on the tiny random model
+
+It prints one line per measurement and a final line with both ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import rlhf_env  # noqa: F401
+from rlhf_env import TokenAction
+from rlhf_env.models import load_causal_lm, load_tokenizer
+from rlhf_env.sampler import LMSampler
+
+
+def make_envs(model, tokenizer, batch: int, max_new_tokens: int, max_prompt_tokens: int):
+    return gym.make_vec(
+        "rlhf_env/TextGen-v0", num_envs=batch, vectorization_mode="vector_entry_point",
+        prompts=["placeholder"], model=model, tokenizer=tokenizer,
+        reward="vader", max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens,
+    )
+
+
+def prompt_of_length(tokenizer, length: int) -> str:
+    """A prompt that encodes to exactly ``length`` tokens."""
+    ids = tokenizer(" the movie was good and" * length, add_special_tokens=False)["input_ids"]
+    text = tokenizer.decode(ids[:length])
+    assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) == length
+    return text
+
+
+def env_steps_per_second(model, tokenizer, prefix: int, batch: int, steps: int) -> float:
+    """Environment-only steps/s (reference forward + bookkeeping) with random supplied actions."""
+    envs = make_envs(model, tokenizer, batch, max_new_tokens=steps + 8, max_prompt_tokens=prefix)
+    envs.reset(seed=0, options={"prompts": [prompt_of_length(tokenizer, prefix)] * batch})
+    rng = np.random.default_rng(0)
+    low = len(tokenizer.all_special_ids) + 8  # skip special tokens so no episode ends early
+
+    def step():
+        tokens = rng.integers(low, envs.single_action_space.n, batch)
+        envs.step(TokenAction.batch(tokens.tolist(), [-5.0] * batch))
+
+    for _ in range(4):  # warm-up
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps / (time.perf_counter() - start)
+
+
+def rollout_tokens_per_second(model, tokenizer, prompts, batch: int, new_tokens: int) -> float:
+    envs = make_envs(model, tokenizer, batch, max_new_tokens=new_tokens, max_prompt_tokens=64)
+    sampler = LMSampler(model, batch, seed=0)
+    obs, _ = envs.reset(seed=0, options={"prompts": prompts})
+    for _ in range(2):  # warm-up
+        obs, *_ = envs.step(sampler.act(obs))
+    obs, _ = envs.reset(seed=0, options={"prompts": prompts})
+    start = time.perf_counter()
+    for _ in range(new_tokens):
+        obs, *_ = envs.step(sampler.act(obs))
+    return batch * new_tokens / (time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def generate_tokens_per_second(model, tokenizer, prompts, new_tokens: int) -> float:
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    kwargs = dict(do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
+                  pad_token_id=tokenizer.pad_token_id)
+    model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, **kwargs)  # warm-up
+    start = time.perf_counter()
+    out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
+    elapsed = time.perf_counter() - start
+    return (out.shape[1] - inputs["input_ids"].shape[1]) * len(prompts) / elapsed
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    model = load_causal_lm(args.model)
+    tokenizer = load_tokenizer(args.model)
+    sps = {p: env_steps_per_second(model, tokenizer, p, args.batch, args.steps) for p in (16, 256)}
+    for prefix, value in sps.items():
+        print(f"env steps/s at prefix {prefix:3d}: {value:8.2f}  (batch {args.batch})")
+    prompts = (["this movie was", "the acting is", "i think the film", "the music was really"]
+               * args.batch)[: args.batch]
+    rollout = rollout_tokens_per_second(model, tokenizer, prompts, args.batch, args.new_tokens)
+    generate = generate_tokens_per_second(model, tokenizer, prompts, args.new_tokens)
+    print(f"rollout (policy sampler + env with reference) tokens/s: {rollout:8.1f}")
+    print(f"transformers generate tokens/s:                         {generate:8.1f}")
+    print(f"RESULT prefix16/prefix256 step-rate ratio = {sps[16] / sps[256]:.3f} (target <= 1.5); "
+          f"rollout/generate tokens/s ratio = {rollout / generate:.3f} (target >= 0.45)")

@@ -1,0 +1,12 @@
+"""The built-in rewards; importing this package registers them by name.
+
+- ``vader``: lexicon sentiment of the completion (:mod:`.sentiment`);
+- ``embedding_similarity``: cosine similarity to a reference text, all-MiniLM-L6-v2
+  (:mod:`.embedding`);
+- ``length``, ``keyword``, ``regex`` (also the format rule, with ``fullmatch=True``) and
+  ``repetition_penalty``, a guard against reward hacking (:mod:`.rules`).
+
+None of them imports torch or transformers until it is first called.
+"""
+
+from rewards.builtin import embedding, rules, sentiment  # noqa: F401  (registers the rewards)

@@ -1,0 +1,68 @@
+"""Calling one reward plugin and checking what it returns (SPEC.md section 9: never a silent zero).
+
+A plugin's output must be a sequence (a list; numpy arrays and torch tensors are accepted) of one
+finite real number or ``None`` per completion. Anything else, and any exception the plugin raises,
+becomes a :class:`~rewards.errors.RewardPluginError` that names the plugin, and for a bad value
+its index, the value and the completion it scored.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from rewards.errors import RewardPluginError
+from rewards.protocol import RewardFn
+
+
+def call_reward(
+    fn: RewardFn, name: str, prompts: list[str], completions: list[str], /, **kwargs: Any
+) -> list[float]:
+    """Call reward ``fn`` (logged as ``name``) on a batch; validated floats, ``None`` as 0.0."""
+    values = checked_call(fn, name, prompts, completions, **kwargs)
+    return [0.0 if value is None else value for value in values]
+
+
+def checked_call(
+    fn: RewardFn, name: str, prompts: list[str], completions: list[str], /, **kwargs: Any
+) -> list[float | None]:
+    """Call ``fn`` by keyword, as TRL does, and validate its output; ``None`` is kept."""
+    try:
+        output = fn(prompts=prompts, completions=completions, **kwargs)
+    except Exception as exc:
+        raise RewardPluginError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
+    if hasattr(output, "tolist"):  # numpy array, torch tensor
+        output = output.tolist()
+    if not isinstance(output, Sequence) or isinstance(output, (str, bytes)):
+        raise RewardPluginError(
+            f"reward {name!r} returned {type(output).__name__} {_short(output)}; "
+            "it must return a list with one float or None per completion"
+        )
+    if len(output) != len(completions):
+        raise RewardPluginError(
+            f"reward {name!r} returned {len(output)} values for {len(completions)} completions"
+        )
+    return [_checked_value(name, i, value, completions[i]) for i, value in enumerate(output)]
+
+
+def _checked_value(name: str, index: int, value: Any, completion: Any) -> float | None:
+    """``value`` as a float (or None); raise if it is not a finite real number."""
+    if value is None:
+        return None
+    if not isinstance(value, numbers.Real):
+        problem = f"a {type(value).__name__} ({_short(value)}), not a real number or None"
+    elif not math.isfinite(value):
+        problem = f"{float(value)}, not a finite number"
+    else:
+        return float(value)
+    raise RewardPluginError(
+        f"reward {name!r} returned {problem} at index {index} (completion {_short(completion)})"
+    )
+
+
+def _short(obj: Any, limit: int = 60) -> str:
+    """``repr(obj)`` cut to ``limit`` characters, for error messages."""
+    text = repr(obj)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
