@@ -71,8 +71,8 @@ def rollout_tokens_per_second(model, tokenizer, prompts, batch: int, new_tokens:
     obs, _ = envs.reset(seed=0, options={"prompts": prompts})
     for _ in range(2):  # warm-up
         obs, *_ = envs.step(sampler.act(obs))
+    start = time.perf_counter()  # timed like generate: prompt prefill included
     obs, _ = envs.reset(seed=0, options={"prompts": prompts})
-    start = time.perf_counter()
     for _ in range(new_tokens):
         obs, *_ = envs.step(sampler.act(obs))
     return batch * new_tokens / (time.perf_counter() - start)

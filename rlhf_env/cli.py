@@ -9,7 +9,26 @@ import time
 import click
 
 
-@click.group()
+class _Group(click.Group):
+    """Print the message of an error caused by bad input or a missing asset, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        from gymnasium.error import Error as GymError
+
+        from rewards import RewardPluginError, UnknownRewardError
+        from rlhf_env import assets
+
+        user_errors = (
+            assets.MissingAssetError, assets.UnknownAssetError, assets.AssetDownloadError,
+            assets.AssetBuildError, RewardPluginError, UnknownRewardError, GymError, ValueError,
+        )
+        try:
+            return super().invoke(ctx)
+        except user_errors as error:
+            raise click.ClickException(f"{type(error).__name__}: {error}") from error
+
+
+@click.group(cls=_Group)
 def main() -> None:
     """rlhf-env: LLM text generation as a token-level Gymnasium environment."""
 

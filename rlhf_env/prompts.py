@@ -7,7 +7,7 @@ A source is one of:
 - ``"tiny"``: a handful of prompts over the tiny task's vocabulary;
 - a local ``.jsonl``/``.json``/``.csv``/``.parquet``/``.txt`` file, read with ``datasets``;
 - a ``datasets.Dataset`` or a hub dataset name (``"imdb"``; needs a network);
-- a list of strings.
+- a list of strings (used whole: the split does not apply).
 Extra columns are passed to reward plugins as keyword lists, as TRL does with dataset columns.
 Splits are deterministic: every 10th row is held out as ``"test"`` when a source has no splits.
 """
@@ -46,7 +46,7 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     if isinstance(source, (list, tuple)):
-        return _held_out(PromptSet([str(p) for p in source]), split)
+        return PromptSet([str(p) for p in source])
     if source == "movie-reviews":
         return _held_out(_movie_review_openings(), split)
     if source == "fortunes":
@@ -103,17 +103,21 @@ def _fortune_openings(max_chars: int = 80) -> PromptSet:
 def _load_dataset(source):
     import datasets
 
+    from rlhf_env.assets import cache_dir
+
     if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
         return source
+    cache = str(cache_dir() / "datasets")  # keep datasets' own cache inside the project's
     if Path(str(source)).suffix in _FILE_BUILDERS and Path(str(source)).exists():
         path = Path(source)
-        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path))
+        return datasets.load_dataset(_FILE_BUILDERS[path.suffix], data_files=str(path),
+                                     cache_dir=cache)
     if Path(str(source)).exists() or str(source).endswith(tuple(_FILE_BUILDERS)):
         raise FileNotFoundError(
             f"prompt file {source!r} does not exist or has an unsupported type; "
             f"supported: {sorted(_FILE_BUILDERS)}"
         )
-    return datasets.load_dataset(str(source))
+    return datasets.load_dataset(str(source), cache_dir=cache)
 
 
 def _from_dataset(dataset, field: str) -> PromptSet:
