@@ -1,0 +1,1 @@
+"""RLlib agents for rlhf-env: one subpackage per algorithm; only this package imports Ray."""
