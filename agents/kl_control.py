@@ -51,7 +51,9 @@ class KLController:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore β saved by :meth:`state_dict` of a controller of the same kind."""
         if state.get("kind") != self.kind:
-            raise ValueError(f"state of a {state.get('kind')!r} KL controller, this is {self.kind!r}")
+            raise ValueError(
+                f"state of a {state.get('kind')!r} KL controller, this is {self.kind!r}"
+            )
         self.beta = float(state["beta"])
 
     def __repr__(self) -> str:
@@ -73,7 +75,7 @@ class FixedKLController(KLController):
 
 
 class AdaptiveKLController(KLController):
-    """The PPO-KL rule of seed 000: β/factor below target/tolerance, β·factor above target·tolerance.
+    """Seed 000's PPO-KL rule: β/factor below target/tolerance, β·factor above target·tolerance.
 
     Args:
         beta: initial β (> 0; a zero β could never move).

@@ -109,6 +109,10 @@ def ppo_loss(
     if value_clip is not None and value_clip <= 0:
         raise ValueError(f"value_clip must be positive or None, got {value_clip}")
     mask = mask.bool()
+    # Zero the padding first, so that garbage there (even NaN) reaches no loss and no gradient.
+    logprobs, old_logprobs, advantages, values, old_values, returns, entropy = (
+        None if tensor is None else torch.where(mask, tensor, 0) for tensor in tensors.values()
+    )
 
     # SPEC.md section 2, ratio_t = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t)) (seed 001 formula 7).
     log_ratio = logprobs - old_logprobs
