@@ -1,0 +1,125 @@
+"""Typed training configuration: dataclasses with help text, YAML presets, dotted overrides.
+
+Loaded with OmegaConf (structured configs): a preset in ``configs/*.yaml`` is merged over the
+dataclass defaults, then ``key=value`` overrides from the command line
+(``ppo.lr=1e-5 run.iterations=20``); unknown keys and wrong types are errors that name the key.
+``describe()`` prints every field with its help, for ``rlhf-env train --help-config``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+
+
+def _f(default: Any, help: str):
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TaskConfig:
+    id: str = _f("rlhf_env/Sentiment-v0", "Registered rlhf_env task id.")
+    model: str = _f("smollm2-135m-instruct",
+                    "Policy to train, also the frozen reference: offline default, path or hub id.")
+    env_kwargs: dict = _f({}, "Extra gym.make keyword arguments of the task (prompts, reward, ...).")
+    max_new_tokens: int = _f(24, "Response length at which episodes are truncated.")
+    kl_estimator: str = _f("k1", "KL estimator of the per-token penalty: k1, k2 or k3.")
+
+
+@dataclass
+class PPOConfig:
+    episodes_per_iteration: int = _f(32, "Episodes sampled per training iteration (the batch).")
+    ppo_epochs: int = _f(4, "Optimisation epochs over each batch (seed 001: 4).")
+    minibatch_rows: int = _f(8, "Episodes per minibatch; an episode is never split.")
+    lr: float = _f(1e-5, "Adam learning rate of policy and critic.")
+    clip_eps: float = _f(0.2, "PPO clip range ε of the ratio.")
+    vf_coef: float = _f(0.1, "Weight c_v of the critic loss (seed 001: 0.1).")
+    entropy_coef: float = _f(0.0, "Weight c_H of the entropy bonus.")
+    value_clip: Optional[float] = _f(0.2, "Clip range of the value update; null turns it off.")
+    gamma: float = _f(1.0, "Discount γ of GAE.")
+    lam: float = _f(0.95, "λ of GAE.")
+    whiten_advantages: bool = _f(True, "Whiten advantages over the batch.")
+    grad_clip: float = _f(1.0, "Clip the global gradient norm to this.")
+    critic: str = _f("shared", "'shared': value head on the policy backbone; 'separate' model.")
+
+
+@dataclass
+class KLConfig:
+    controller: str = _f("adaptive", "fixed, adaptive (seed 000 PPO-KL rule) or proportional.")
+    init_coef: float = _f(0.05, "Initial β.")
+    target: float = _f(0.05, "Target per-token KL to the reference (adaptive/proportional).")
+    horizon: int = _f(10000, "Horizon in tokens of the proportional controller.")
+
+
+@dataclass
+class ScaleConfig:
+    num_env_runners: int = _f(0, "Remote env runners (0: sample in the driver process).")
+    num_envs_per_env_runner: int = _f(8, "Environments each runner steps in one batch.")
+    num_learners: int = _f(0, "Remote learners (0: learn in the driver process).")
+    threads_per_worker: int = _f(0, "Torch threads per process; 0 divides the cores evenly.")
+
+
+@dataclass
+class RunConfig:
+    name: str = _f("ppo", "Run name; the run folder is <output_dir>/<name>.")
+    output_dir: str = _f("runs", "Folder of run folders (checkpoints, W&B files, exports).")
+    seed: int = _f(0, "Seed of prompts, sampling, minibatch order and initial weights.")
+    iterations: int = _f(20, "Training iterations.")
+    checkpoint_every: int = _f(5, "Save a checkpoint every N iterations (and at the end).")
+    eval_every: int = _f(5, "Evaluate on held-out prompts every N iterations (0: start/end).")
+    eval_episodes: int = _f(32, "Held-out episodes per evaluation.")
+    samples_every: int = _f(5, "Log a table of sample generations every N iterations.")
+    wandb: str = _f("auto", "auto (online with WANDB_API_KEY, else offline), online, offline, "
+                            "disabled.")
+    wandb_project: str = _f("rlhf-env", "W&B project.")
+    resume: bool = _f(True, "Resume from the run folder's last checkpoint if there is one.")
+
+
+@dataclass
+class TrainConfig:
+    task: TaskConfig = field(default_factory=TaskConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.output_dir) / self.run.name
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults, then the YAML preset, then ``key=value`` overrides; typed and validated."""
+    merged = OmegaConf.structured(TrainConfig)
+    if path is not None:
+        merged = OmegaConf.merge(merged, OmegaConf.load(path))
+    if overrides:
+        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+    config: TrainConfig = OmegaConf.to_object(merged)
+    if config.ppo.critic not in ("shared", "separate"):
+        raise ValueError(f"ppo.critic must be 'shared' or 'separate', got {config.ppo.critic!r}")
+    if config.ppo.minibatch_rows < 1 or config.ppo.episodes_per_iteration < 1:
+        raise ValueError("ppo.minibatch_rows and ppo.episodes_per_iteration must be >= 1")
+    return config
+
+
+def to_dict(config: TrainConfig) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(config))
+
+
+def describe(cls=TrainConfig, prefix: str = "") -> list[str]:
+    """``key (type, default): help`` for every field, for the command line's help."""
+    lines = []
+    for f in fields(cls):
+        factory = f.default_factory if callable(f.default_factory) else None
+        default = f.default if factory is None else factory()
+        if is_dataclass(default):
+            lines += describe(type(default), f"{prefix}{f.name}.")
+        else:
+            lines.append(f"{prefix}{f.name} = {default!r}: {f.metadata.get('help', '')}")
+    return lines

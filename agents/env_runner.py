@@ -1,0 +1,122 @@
+"""An RLlib env runner that steps rlhf_env's batched environment with a KV-cached LLM sampler.
+
+RLlib's stock runner runs the module's forward on the full observation at every token (the cost
+grows with the prefix) and ships vocabulary-sized logits per token. This runner keeps RLlib's
+machinery (module built from the spec, weight sync, metrics, fault tolerance, checkpoints) and
+replaces only the sampling loop: the module's policy samples through
+:class:`rlhf_env.sampler.LMSampler` (one single-token forward per step for all environments),
+each action carries its log-prob to the environment (the KL term) and into the episode as
+``ACTION_LOGP`` (PPO's π_old). Nothing vocabulary-sized leaves the runner.
+
+Every ``sample()`` starts fresh episodes with the current weights and returns complete episodes
+only (on-policy; ``batch_mode="complete_episodes"``). Prompts and tokens are drawn from seeds
+derived from ``(config.seed, worker index, training iteration, call)``, so a run resumed from a
+checkpoint samples exactly what the uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import gymnasium as gym
+from ray.rllib.core.columns import Columns
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+import rlhf_env  # noqa: F401  (registers the tasks in this worker process)
+from rlhf_env.sampler import LMSampler
+
+# Metric names of SPEC.md section 6, logged per finished episode.
+SCORE, KL, LENGTH = "reward/score", "reward/kl", "reward/response_length"
+
+
+class LLMEnvRunner(SingleAgentEnvRunner):
+    """Samples complete LLM episodes from ``num_envs_per_env_runner`` batched environments."""
+
+    def make_env(self) -> None:
+        if self.env is not None:
+            self.env.close()
+        self.env = gym.make_vec(
+            self.config.env,
+            num_envs=self.config.num_envs_per_env_runner,
+            vectorization_mode="vector_entry_point",
+            **dict(self.config.env_config),
+        )
+        self.num_envs = self.env.num_envs
+        self._iteration = 0
+        self._calls = 0
+
+    def set_round(self, kl_coef: float, iteration: int) -> None:
+        """Called by the driver before each iteration: β from its KL controller, and the
+        iteration number the sampling seeds derive from."""
+        self.env.unwrapped.kl_coef = kl_coef
+        self._iteration, self._calls = iteration, 0
+
+    def _round_seed(self) -> int | None:
+        if self.config.seed is None:
+            return None
+        self._calls += 1
+        return (self.config.seed + 1_000_003 * self._iteration + 7_919 * (self.worker_index or 0)
+                + 104_729 * self._calls)
+
+    def _sample(self, *, num_timesteps=None, num_episodes=None, explore=True,
+                random_actions=False, force_reset=False) -> list[SingleAgentEpisode]:
+        """Step all environments until enough episodes are complete; drop the unfinished."""
+        wanted_episodes = num_episodes if num_episodes is not None else self.num_envs
+        seed = self._round_seed()
+        sampler = LMSampler(self.module.policy, self.num_envs, seed=seed)
+        observations, _ = self.env.reset(seed=seed)
+        episodes = [self._start_episode(observations, row) for row in range(self.num_envs)]
+        done: list[SingleAgentEpisode] = []
+        steps = 0
+        while len(done) < wanted_episodes or (num_timesteps and steps < num_timesteps):
+            actions = sampler.act(observations)
+            observations, rewards, terminated, truncated, infos = self.env.step(actions)
+            for row, action in enumerate(actions):
+                episode = episodes[row]
+                if episode.is_done:  # NEXT_STEP autoreset: this step restarted the row
+                    episodes[row] = self._start_episode(observations, row)
+                    continue
+                steps += 1
+                episode.add_env_step(
+                    observation=_row(observations, row),
+                    action=int(action),
+                    reward=float(rewards[row]),
+                    terminated=bool(terminated[row]),
+                    truncated=bool(truncated[row]),
+                    extra_model_outputs={Columns.ACTION_LOGP: np.float32(action.logprob)},
+                )
+                if episode.is_done:
+                    self._log_llm_episode(infos, row)
+                    done.append(episode.to_numpy())
+        self._done_episodes_for_metrics.extend(done)
+        self._increase_sampled_metrics(sum(len(e) for e in done), len(done))
+        return done
+
+    def _start_episode(self, observations, row: int) -> SingleAgentEpisode:
+        episode = SingleAgentEpisode(observation_space=self.env.single_observation_space,
+                                     action_space=self.env.single_action_space)
+        episode.add_env_reset(observation=_row(observations, row))
+        return episode
+
+    def _log_llm_episode(self, infos: dict, row: int) -> None:
+        """SPEC.md section 6 metrics of one finished episode (means over the iteration)."""
+        length = int(infos["response_length"][row])
+        self.metrics.log_value(SCORE, float(infos["score"][row]), reduce="mean")
+        self.metrics.log_value(KL, float(infos["episode_kl"][row]) / max(length, 1),
+                               reduce="mean")
+        self.metrics.log_value(LENGTH, length, reduce="mean")
+        for name, values in infos["reward_components"].items():
+            if not name.startswith("_"):
+                self.metrics.log_value(f"reward/{name}", float(values[row]), reduce="mean")
+        self._samples = getattr(self, "_samples", [])
+        self._samples.append((str(infos["prompt"][row]), str(infos["completion"][row]),
+                              float(infos["score"][row])))
+
+    def pop_samples(self, limit: int = 8) -> list[tuple[str, str, float]]:
+        """Recent (prompt, completion, score) triples, for the tracker's table of generations."""
+        samples, self._samples = getattr(self, "_samples", [])[-limit:], []
+        return samples
+
+
+def _row(observations: dict[str, np.ndarray], row: int) -> dict[str, np.ndarray]:
+    return {key: value[row] for key, value in observations.items()}
