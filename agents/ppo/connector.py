@@ -61,7 +61,7 @@ def sequence_rows(episodes: list[SingleAgentEpisode]) -> dict[str, torch.Tensor]
     prompts = []
     for episode in episodes:
         first = episode.get_observations(0)
-        prompts.append(first[INPUT_IDS][: int(first[ATTENTION_MASK].sum())])
+        prompts.append(np.array(first[INPUT_IDS][: int(first[ATTENTION_MASK].sum())]))
     responses = [np.asarray(e.get_actions()) for e in episodes]
     width, length = max(len(p) for p in prompts), max(len(r) for r in responses)
     n = len(episodes)
