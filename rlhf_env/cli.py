@@ -124,3 +124,87 @@ def reward_check(spec: str, params: tuple[str, ...]) -> None:
             kwargs[key] = value
     check_reward(spec, **kwargs)
     click.echo(f"{spec}: conforms to the rlhf_env reward protocol")
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("config", required=False)
+@click.argument("overrides", nargs=-1)
+@click.option("--help-config", is_flag=True, help="List every config key with its help.")
+def train(config: str | None, overrides: tuple[str, ...], help_config: bool) -> None:
+    """Train PPO with RLlib: CONFIG is a YAML preset, OVERRIDES are key=value (ppo.lr=1e-5).
+
+    Re-running the same command resumes from the run folder's last checkpoint. Set RAY_ADDRESS
+    to train on an existing Ray cluster.
+    """
+    from agents.config import describe, load_config
+
+    if help_config:
+        click.echo("\n".join(describe()))
+        return
+    if config is None:
+        raise click.UsageError("CONFIG is required (e.g. configs/ppo_sentiment.yaml)")
+    from agents.train import train as run_training
+
+    cfg = load_config(config, list(overrides))
+    records = run_training(cfg)
+    click.echo(f"run folder: {cfg.run_dir}")
+    if records:
+        last = records[-1]
+        click.echo(f"iteration {last['iteration']}: score {last['reward/score']:+.3f}, "
+                   f"KL/token {last['reward/kl']:.4f}, beta {last['policy/kl_coef']:.4f}")
+
+
+@main.command("eval")
+@click.argument("run_dir")
+@click.option("--episodes", default=64, show_default=True, help="Held-out episodes.")
+@click.option("--checkpoint", default=None, help="A checkpoint folder (default: the last).")
+def evaluate(run_dir: str, episodes: int, checkpoint: str | None) -> None:
+    """Score and KL of a trained policy against the initial one on held-out prompts."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from agents.config import load_config
+    from agents.evaluation import Evaluator
+    from agents.train import POLICY, latest_checkpoint
+    from rlhf_env.models import load_causal_lm
+
+    cfg = load_config(Path(run_dir) / "config.yaml", [f"run.eval_episodes={episodes}"])
+    folder = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run_dir))
+    if folder is None:
+        raise click.ClickException(f"no checkpoint in {run_dir}")
+    evaluator = Evaluator(cfg)
+    results = {}
+    for label, spec in (("initial", cfg.task.model), ("trained", str(folder / POLICY))):
+        summary, records = evaluator(load_causal_lm(spec))
+        results[label] = summary
+        click.echo(f"{label:8} score {summary['score']:+.3f}  KL/token "
+                   f"{summary['kl_per_token']:.4f}  ({spec})")
+        for record in records[:3]:
+            click.echo(f"    {record['score']:+.2f} {record['prompt']!r} -> "
+                       f"{record['completion']!r}")
+    click.echo(OmegaConf.to_yaml({"eval": results}))
+
+
+@main.command()
+@click.argument("model")
+@click.argument("prompts", nargs=-1, required=True)
+@click.option("--max-new-tokens", default=24, show_default=True)
+@click.option("--temperature", default=1.0, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+def generate(model: str, prompts: tuple[str, ...], max_new_tokens: int, temperature: float,
+             seed: int) -> None:
+    """Sample continuations of PROMPTS from MODEL (a spec, or a run's exported policy folder)."""
+    import torch
+
+    from rlhf_env.models import load_causal_lm, load_tokenizer
+
+    torch.manual_seed(seed)
+    policy, tokenizer = load_causal_lm(model), load_tokenizer(model)
+    tokenizer.padding_side = "left"
+    inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        out = policy.generate(**inputs, do_sample=True, temperature=temperature, top_k=0,
+                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    for prompt, row in zip(prompts, out[:, inputs["input_ids"].shape[1]:]):
+        click.echo(f"{prompt!r} -> {tokenizer.decode(row, skip_special_tokens=True)!r}")
