@@ -7,8 +7,9 @@ PYTHON ?= python3
 export OMP_NUM_THREADS ?= 2
 export HF_HOME := $(CURDIR)/.cache/huggingface
 export RAY_USAGE_STATS_ENABLED := 0
+export RAY_AUTH_MODE := disabled
 
-.PHONY: install prepare demo test benchmark
+.PHONY: install prepare demo rollout test benchmark
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,11 @@ prepare: install
 	$(BIN)/rlhf-env prepare
 
 demo: prepare
+	$(BIN)/rlhf-env train configs/ppo_sentiment.yaml
+	$(BIN)/rlhf-env eval runs/ppo_sentiment --episodes 48
+	$(BIN)/rlhf-env plot runs/ppo_sentiment
+
+rollout: prepare
 	$(BIN)/rlhf-env rollout --task rlhf_env/Sentiment-v0 --episodes 8 --num-envs 8
 
 test: prepare
@@ -31,3 +37,5 @@ test: prepare
 
 benchmark: prepare
 	$(BIN)/python benchmarks/env_step.py
+	$(BIN)/python benchmarks/rollout.py
+	$(BIN)/python benchmarks/ppo_update.py

@@ -208,3 +208,13 @@ def generate(model: str, prompts: tuple[str, ...], max_new_tokens: int, temperat
                               max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
     for prompt, row in zip(prompts, out[:, inputs["input_ids"].shape[1]:]):
         click.echo(f"{prompt!r} -> {tokenizer.decode(row, skip_special_tokens=True)!r}")
+
+
+@main.command()
+@click.argument("run_dir")
+@click.option("--out", default=None, help="PNG path (default: RUN_DIR/reward_curve.png).")
+def plot(run_dir: str, out: str | None) -> None:
+    """Plot a run's reward curve (train score, held-out score, KL, β) to a PNG."""
+    from agents.plot import plot_run
+
+    click.echo(plot_run(run_dir, out))
