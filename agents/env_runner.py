@@ -16,8 +16,8 @@ checkpoint samples exactly what the uninterrupted run would have.
 
 from __future__ import annotations
 
-import numpy as np
 import gymnasium as gym
+import numpy as np
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
@@ -44,6 +44,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         self.num_envs = self.env.num_envs
         self._iteration = 0
         self._calls = 0
+        self._samples: list[tuple[str, str, float]] = []
 
     def set_round(self, kl_coef: float, iteration: int) -> None:
         """Called by the driver before each iteration: β from its KL controller, and the
@@ -108,13 +109,12 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         for name, values in infos["reward_components"].items():
             if not name.startswith("_"):
                 self.metrics.log_value(f"reward/{name}", float(values[row]), reduce="mean")
-        self._samples = getattr(self, "_samples", [])
         self._samples.append((str(infos["prompt"][row]), str(infos["completion"][row]),
                               float(infos["score"][row])))
 
     def pop_samples(self, limit: int = 8) -> list[tuple[str, str, float]]:
         """Recent (prompt, completion, score) triples, for the tracker's table of generations."""
-        samples, self._samples = getattr(self, "_samples", [])[-limit:], []
+        samples, self._samples = self._samples[-limit:], []
         return samples
 
 

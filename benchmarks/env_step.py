@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 import rlhf_env  # noqa: F401
+from common import generate_tokens_per_second
 from rlhf_env import TokenAction
 from rlhf_env.models import load_causal_lm, load_tokenizer
 from rlhf_env.sampler import LMSampler
@@ -76,19 +77,6 @@ def rollout_tokens_per_second(model, tokenizer, prompts, batch: int, new_tokens:
     for _ in range(new_tokens):
         obs, *_ = envs.step(sampler.act(obs))
     return batch * new_tokens / (time.perf_counter() - start)
-
-
-@torch.inference_mode()
-def generate_tokens_per_second(model, tokenizer, prompts, new_tokens: int) -> float:
-    tokenizer.padding_side = "left"
-    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    kwargs = dict(do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-                  pad_token_id=tokenizer.pad_token_id)
-    model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, **kwargs)  # warm-up
-    start = time.perf_counter()
-    out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
-    elapsed = time.perf_counter() - start
-    return (out.shape[1] - inputs["input_ids"].shape[1]) * len(prompts) / elapsed
 
 
 if __name__ == "__main__":

@@ -23,11 +23,9 @@ import time
 
 import torch
 
-from agents.config import load_config
 from agents.module import ATTENTION_MASK, INPUT_IDS
-from agents.ppo.algorithm import build_ppo_config
 from agents.ppo.connector import PROMPT_WIDTH, sequence_rows
-from agents.train import init_ray
+from common import build_benchmark_algo
 from ray.rllib.core.columns import Columns
 
 
@@ -93,14 +91,9 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    task = "rlhf_env/Tiny-v0" if args.model == "tiny" else "rlhf_env/Sentiment-v0"
-    config = load_config(None, [
-        f"task.id={task}", f"task.model={args.model}", f"task.max_new_tokens={args.max_new_tokens}",
-        f"ppo.ppo_epochs={args.epochs}", f"ppo.minibatch_rows={args.minibatch}",
-        f"scale.num_envs_per_env_runner={args.episodes}", "run.wandb=disabled",
-    ])
-    init_ray(1)
-    algo = build_ppo_config(config).build_algo()
+    config, algo = build_benchmark_algo(args.model, args.max_new_tokens, args.episodes,
+                                        f"ppo.ppo_epochs={args.epochs}",
+                                        f"ppo.minibatch_rows={args.minibatch}")
     episodes = algo.env_runner_group.local_env_runner.sample()
     tokens = sum(len(e) for e in episodes) * args.epochs
     learner = algo.learner_group._learner

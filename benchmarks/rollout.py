@@ -21,22 +21,8 @@ import time
 
 import torch
 
-from agents.config import load_config
-from agents.ppo.algorithm import build_ppo_config
-from agents.train import init_ray
+from common import build_benchmark_algo, generate_tokens_per_second
 from rlhf_env.models import load_tokenizer
-
-
-@torch.inference_mode()
-def generate_tokens_per_second(model, tokenizer, prompts, new_tokens: int) -> float:
-    tokenizer.padding_side = "left"
-    inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    kwargs = dict(do_sample=True, top_k=0, top_p=1.0, pad_token_id=tokenizer.pad_token_id)
-    model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, **kwargs)  # warm-up
-    start = time.perf_counter()
-    out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
-    elapsed = time.perf_counter() - start
-    return (out.shape[1] - inputs["input_ids"].shape[1]) * len(prompts) / elapsed
 
 
 if __name__ == "__main__":
@@ -47,13 +33,7 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    task = "rlhf_env/Tiny-v0" if args.model == "tiny" else "rlhf_env/Sentiment-v0"
-    config = load_config(None, [
-        f"task.id={task}", f"task.model={args.model}", f"task.max_new_tokens={args.max_new_tokens}",
-        f"scale.num_envs_per_env_runner={args.batch}", "run.wandb=disabled",
-    ])
-    init_ray(1)
-    algo = build_ppo_config(config).build_algo()
+    _, algo = build_benchmark_algo(args.model, args.max_new_tokens, args.batch)
     runner = algo.env_runner_group.local_env_runner
     runner.sample()  # warm-up
     start = time.perf_counter()
