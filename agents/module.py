@@ -21,10 +21,9 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
+from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH
 from rlhf_env.models import load_causal_lm
 
-INPUT_IDS = "input_ids"
-ATTENTION_MASK = "attention_mask"
 VALUES = "values"
 
 
@@ -83,7 +82,7 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         mask = batch[ATTENTION_MASK]
         hidden = backbone(input_ids=batch[INPUT_IDS], attention_mask=mask,
                           position_ids=_positions(mask)).last_hidden_state
-        width = int(batch["prompt_width"][0])
+        width = int(batch[PROMPT_WIDTH][0])
         return hidden[:, width - 1 : -1]
 
 

@@ -18,10 +18,10 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
-from agents.module import ATTENTION_MASK, INPUT_IDS
 from agents.ppo.gae import gae, whiten
+from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, pad_rows, pad_sequences
 
-PROMPT_WIDTH = "prompt_width"
+__all__ = ["PROMPT_WIDTH", "SequenceBatchConnector", "sequence_rows"]
 
 
 class SequenceBatchConnector(ConnectorV2):
@@ -63,26 +63,11 @@ def sequence_rows(episodes: list[SingleAgentEpisode]) -> dict[str, torch.Tensor]
         first = episode.get_observations(0)
         prompts.append(np.array(first[INPUT_IDS][: int(first[ATTENTION_MASK].sum())]))
     responses = [np.asarray(e.get_actions()) for e in episodes]
-    width, length = max(len(p) for p in prompts), max(len(r) for r in responses)
-    n = len(episodes)
-    input_ids = torch.zeros(n, width + length, dtype=torch.long)
-    attention = torch.zeros(n, width + length, dtype=torch.long)
-    actions = torch.zeros(n, length, dtype=torch.long)
-    logps = torch.zeros(n, length)
-    rewards = torch.zeros(n, length)
-    mask = torch.zeros(n, length, dtype=torch.bool)
-    for i, (episode, prompt, response) in enumerate(zip(episodes, prompts, responses)):
-        t = len(response)
-        input_ids[i, width - len(prompt) : width] = torch.as_tensor(prompt)
-        input_ids[i, width : width + t] = torch.as_tensor(response)
-        attention[i, width - len(prompt) : width + t] = 1
-        actions[i, :t] = torch.as_tensor(response)
-        logps[i, :t] = torch.as_tensor(episode.get_extra_model_outputs(Columns.ACTION_LOGP))
-        rewards[i, :t] = torch.as_tensor(episode.get_rewards(), dtype=torch.float32)
-        mask[i, :t] = True
-    return {
-        INPUT_IDS: input_ids, ATTENTION_MASK: attention,
-        PROMPT_WIDTH: torch.full((n,), width, dtype=torch.long),
-        Columns.ACTIONS: actions, Columns.ACTION_LOGP: logps, Columns.REWARDS: rewards,
-        Columns.LOSS_MASK: mask,
-    }
+    rows = pad_rows(prompts, responses)
+    length = rows[Columns.ACTIONS].shape[1]
+    rows[Columns.ACTION_LOGP] = pad_sequences(
+        [e.get_extra_model_outputs(Columns.ACTION_LOGP) for e in episodes], length,
+        dtype=torch.float32)
+    rows[Columns.REWARDS] = pad_sequences([e.get_rewards() for e in episodes], length,
+                                          dtype=torch.float32)
+    return rows

@@ -1,0 +1,1 @@
+"""DPO for LLM preference learning: pure-torch maths (loss, preference rows) and RLlib pieces."""

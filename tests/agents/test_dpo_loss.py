@@ -1,0 +1,202 @@
+"""DPO / IPO losses, statistics and sequence log-probs against hand computations (SPEC.md §2)."""
+
+import math
+
+import pytest
+import torch
+
+from agents.dpo.loss import AVERAGE_LOGPROBS, dpo_loss, sequence_logprobs
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+# Two pairs (log-probs of whole responses):
+#              π_θ(y_w)  π_ref(y_w)  π_θ(y_l)  π_ref(y_l) | chosen  rejected   h = difference
+#   pair 0:     −3.0      −4.0        −5.0      −4.0      |  +1.0    −1.0       +2.0
+#   pair 1:     −5.5      −5.0        −2.5      −3.0      |  −0.5    +0.5       −1.0
+POLICY_CHOSEN = [-3.0, -5.5]
+REF_CHOSEN = [-4.0, -5.0]
+POLICY_REJECTED = [-5.0, -2.5]
+REF_REJECTED = [-4.0, -3.0]
+
+
+def pairs(requires_grad=False):
+    return dict(
+        policy_chosen=torch.tensor(POLICY_CHOSEN, requires_grad=requires_grad),
+        policy_rejected=torch.tensor(POLICY_REJECTED, requires_grad=requires_grad),
+        ref_chosen=torch.tensor(REF_CHOSEN, requires_grad=requires_grad),
+        ref_rejected=torch.tensor(REF_REJECTED, requires_grad=requires_grad),
+    )
+
+
+def test_sigmoid_loss_by_hand():
+    loss, _ = dpo_loss(**pairs(), beta=0.5)
+    # β·h = [1.0, −0.5]: L = ½(−log σ(1) − log σ(−0.5)) = ½(0.3132617 + 0.9740770) = 0.6436693
+    expected = -(math.log(sigmoid(1.0)) + math.log(sigmoid(-0.5))) / 2
+    assert expected == pytest.approx(0.6436693, abs=1e-6)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_label_smoothing_by_hand():
+    loss, _ = dpo_loss(**pairs(), beta=0.5, label_smoothing=0.1)
+    # cDPO: −0.9·log σ(β·h) − 0.1·log σ(−β·h) per pair
+    #   pair 0: 0.9·0.3132617 + 0.1·1.3132617 = 0.4132617
+    #   pair 1: 0.9·0.9740770 + 0.1·0.4740770 = 0.9240770       mean = 0.6686693
+    pair0 = -0.9 * math.log(sigmoid(1.0)) - 0.1 * math.log(sigmoid(-1.0))
+    pair1 = -0.9 * math.log(sigmoid(-0.5)) - 0.1 * math.log(sigmoid(0.5))
+    assert (pair0 + pair1) / 2 == pytest.approx(0.6686693, abs=1e-6)
+    assert loss.item() == pytest.approx((pair0 + pair1) / 2, abs=1e-6)
+
+
+def test_ipo_by_hand():
+    # Target 1/(2β): β = 0.5 → 1:  ((2 − 1)² + (−1 − 1)²)/2 = (1 + 4)/2 = 2.5
+    loss, _ = dpo_loss(**pairs(), beta=0.5, loss_type="ipo")
+    assert loss.item() == pytest.approx(2.5, abs=1e-6)
+    # β = 0.25 → target 2:  ((2 − 2)² + (−1 − 2)²)/2 = 4.5
+    loss, _ = dpo_loss(**pairs(), beta=0.25, loss_type="ipo")
+    assert loss.item() == pytest.approx(4.5, abs=1e-6)
+    assert AVERAGE_LOGPROBS == {"sigmoid": False, "ipo": True}
+
+
+def test_stats_by_hand():
+    loss, stats = dpo_loss(**pairs(), beta=0.5)
+    # rewards = β·(log π_θ − log π_ref): chosen [0.5, −0.25], rejected [−0.5, 0.25]
+    expected = {
+        "loss": loss.item(),
+        "rewards/chosen": 0.125,
+        "rewards/rejected": -0.125,
+        "rewards/accuracy": 0.5,  # pair 0 right (0.5 > −0.5), pair 1 wrong (−0.25 < 0.25)
+        "rewards/margin": 0.25,  # mean of [1.0, −0.5]
+        "logps/chosen": -4.25,
+        "logps/rejected": -3.75,
+    }
+    assert set(stats) == set(expected)
+    for key, value in expected.items():
+        assert stats[key].ndim == 0 and not stats[key].requires_grad, key
+        assert stats[key].item() == pytest.approx(value, abs=1e-6), key
+
+
+def test_policy_equal_to_reference_gives_log_two_and_no_accuracy():
+    logps = torch.tensor([-2.0, -7.0, -1.5])
+    loss, stats = dpo_loss(logps, logps - 1, logps, logps - 1, beta=0.3)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-6)
+    assert stats["rewards/accuracy"].item() == 0.0  # ties are not counted as right
+    assert stats["rewards/margin"].item() == 0.0
+
+
+def test_beta_dependence():
+    # β = 1: ½(−log σ(2) − log σ(−1)) = ½(0.1269280 + 1.3132617) = 0.7200948
+    loss, stats = dpo_loss(**pairs(), beta=1.0)
+    assert loss.item() == pytest.approx(0.7200948, abs=1e-6)
+    assert stats["rewards/margin"].item() == pytest.approx(0.5, abs=1e-6)  # scales with β
+    # β → 0: every pair's loss tends to log 2 whatever the log-probs.
+    loss, _ = dpo_loss(**pairs(), beta=1e-6)
+    assert loss.item() == pytest.approx(math.log(2), abs=1e-5)
+    # A pair ranked right (h > 0) costs less the larger β; one ranked wrong costs more.
+    right = [torch.tensor([v]) for v in (-3.0, -5.0, -4.0, -4.0)]
+    wrong = [torch.tensor([v]) for v in (-5.0, -3.0, -4.0, -4.0)]
+    assert dpo_loss(*right, beta=1.0)[0] < dpo_loss(*right, beta=0.1)[0]
+    assert dpo_loss(*wrong, beta=1.0)[0] > dpo_loss(*wrong, beta=0.1)[0]
+
+
+def test_gradient_sign():
+    inputs = pairs(requires_grad=True)
+    loss, _ = dpo_loss(**inputs, beta=0.5)
+    loss.backward()
+    # dL/d log π_θ(y_w) = −(β/N)·σ(−β·h): −0.25·σ(−1) = −0.0672353, −0.25·σ(0.5) = −0.1556148
+    expected = torch.tensor([-0.25 * sigmoid(-1.0), -0.25 * sigmoid(0.5)])
+    torch.testing.assert_close(inputs["policy_chosen"].grad, expected)
+    torch.testing.assert_close(inputs["policy_rejected"].grad, -expected)
+    # The reference is frozen: no gradient reaches it.
+    assert inputs["ref_chosen"].grad is None and inputs["ref_rejected"].grad is None
+
+    # Raising a chosen log-prob lowers the loss; raising a rejected one raises it.
+    base = dpo_loss(**pairs(), beta=0.5)[0]
+    up = pairs()
+    up["policy_chosen"] = up["policy_chosen"] + torch.tensor([0.1, 0.0])
+    assert dpo_loss(**up, beta=0.5)[0] < base
+    up = pairs()
+    up["policy_rejected"] = up["policy_rejected"] + torch.tensor([0.0, 0.1])
+    assert dpo_loss(**up, beta=0.5)[0] > base
+
+
+def test_ipo_pushes_back_past_its_target():
+    # IPO regresses h onto 1/(2β) = 1: pair 0 (h = 2) overshoots, pair 1 (h = −1) falls short.
+    # dL/d log π_θ(y_w) = (2/N)·(h − 1) = [1.0, −2.0]
+    inputs = pairs(requires_grad=True)
+    loss, _ = dpo_loss(**inputs, beta=0.5, loss_type="ipo")
+    loss.backward()
+    torch.testing.assert_close(inputs["policy_chosen"].grad, torch.tensor([1.0, -2.0]))
+    torch.testing.assert_close(inputs["policy_rejected"].grad, torch.tensor([-1.0, 2.0]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(loss_type="hinge"), "unknown DPO loss_type 'hinge'"),
+        (dict(beta=0.0), "beta must be positive"),
+        (dict(label_smoothing=0.5), "label_smoothing must lie in"),
+        (dict(loss_type="ipo", label_smoothing=0.1), "label_smoothing applies to loss_type"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        dpo_loss(**pairs(), **kwargs)
+
+
+def test_bad_shapes():
+    inputs = pairs()
+    inputs["ref_rejected"] = torch.tensor([-1.0, -2.0, -3.0])
+    with pytest.raises(ValueError, match="ref_rejected"):
+        dpo_loss(**inputs)
+    with pytest.raises(ValueError, match="N ≥ 1"):
+        dpo_loss(*[torch.zeros(0)] * 4)
+
+
+def padded_example():
+    """Row 0: three real tokens; row 1: two and a padded slot with garbage logits and id."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 5)
+    logits[1, 2] = 1e4
+    tokens = torch.tensor([[1, 4, 2], [3, 0, -100]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    return logits, tokens, mask
+
+
+def test_sequence_logprobs_match_categorical():
+    logits, tokens, mask = padded_example()
+    manual = torch.stack([
+        sum(torch.distributions.Categorical(logits=logits[i, t]).log_prob(tokens[i, t])
+            for t in range(3) if mask[i, t])
+        for i in range(2)
+    ])
+    torch.testing.assert_close(sequence_logprobs(logits, tokens, mask), manual)
+    averaged = sequence_logprobs(logits, tokens, mask, average=True)
+    torch.testing.assert_close(averaged, manual / torch.tensor([3.0, 2.0]))
+
+
+def test_sequence_logprobs_gradient_stays_on_real_tokens():
+    logits, tokens, mask = padded_example()
+    logits.requires_grad_(True)
+    sequence_logprobs(logits, tokens, mask).sum().backward()
+    assert logits.grad[1, 2].abs().sum() == 0
+    # d log softmax(z)[y] / dz = onehot(y) − softmax(z)
+    expected = torch.nn.functional.one_hot(tokens[0, 0], 5) - logits[0, 0].detach().softmax(-1)
+    torch.testing.assert_close(logits.grad[0, 0], expected.float())
+
+
+def test_sequence_logprobs_bf16_logits_come_back_float32():
+    logits, tokens, mask = padded_example()
+    out = sequence_logprobs(logits.bfloat16(), tokens, mask)
+    assert out.dtype == torch.float32
+
+
+def test_sequence_logprobs_errors():
+    logits, tokens, mask = padded_example()
+    with pytest.raises(ValueError, match="expected logits"):
+        sequence_logprobs(logits, tokens[:, :2], mask)
+    mask[1] = 0
+    with pytest.raises(ValueError, match=r"rows \[1\] have no real response tokens"):
+        sequence_logprobs(logits, tokens, mask)
