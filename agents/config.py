@@ -49,6 +49,18 @@ class PPOConfig:
 
 
 @dataclass
+class DPOConfig:
+    beta: float = _f(0.1, "β of the DPO loss (strength of the pull towards the reference).")
+    loss_type: str = _f("sigmoid", "sigmoid (DPO, seed 004) or ipo.")
+    label_smoothing: float = _f(0.0, "Conservative DPO label smoothing ε (sigmoid only).")
+    group_size: int = _f(4, "Responses sampled per prompt (online DPO); best vs worst are paired.")
+    prompts_per_iteration: int = _f(8, "Prompts per iteration (online DPO).")
+    epochs: int = _f(1, "Epochs over each iteration's pairs.")
+    minibatch_pairs: int = _f(8, "Pairs per minibatch.")
+    lr: float = _f(5e-6, "Adam learning rate of the policy.")
+
+
+@dataclass
 class KLConfig:
     controller: str = _f("adaptive", "fixed, adaptive (seed 000 PPO-KL rule) or proportional.")
     init_coef: float = _f(0.05, "Initial β.")
@@ -80,10 +92,15 @@ class RunConfig:
     resume: bool = _f(True, "Resume from the run folder's last checkpoint if there is one.")
 
 
+ALGORITHMS = ("ppo", "dpo_online")
+
+
 @dataclass
 class TrainConfig:
+    algorithm: str = _f("ppo", "ppo or dpo_online.")
     task: TaskConfig = field(default_factory=TaskConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)
     kl: KLConfig = field(default_factory=KLConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     run: RunConfig = field(default_factory=RunConfig)
@@ -101,6 +118,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     if overrides:
         merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
     config: TrainConfig = OmegaConf.to_object(merged)
+    if config.algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}")
     if config.ppo.critic not in ("shared", "separate"):
         raise ValueError(f"ppo.critic must be 'shared' or 'separate', got {config.ppo.critic!r}")
     if config.ppo.minibatch_rows < 1 or config.ppo.episodes_per_iteration < 1:

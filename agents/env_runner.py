@@ -8,10 +8,13 @@ replaces only the sampling loop: the module's policy samples through
 each action carries its log-prob to the environment (the KL term) and into the episode as
 ``ACTION_LOGP`` (PPO's π_old). Nothing vocabulary-sized leaves the runner.
 
-Every ``sample()`` starts fresh episodes with the current weights and returns complete episodes
-only (on-policy; ``batch_mode="complete_episodes"``). Prompts and tokens are drawn from seeds
-derived from ``(config.seed, worker index, training iteration, call)``, so a run resumed from a
-checkpoint samples exactly what the uninterrupted run would have.
+Every ``sample()`` starts one fresh episode per environment with the current weights and returns
+them once all are complete (on-policy; ``batch_mode="complete_episodes"``). With
+``config.group_size = k > 1`` (online DPO) the environments come in groups of k that share a
+prompt. Each episode keeps its per-token reference log-probs (``REF_LOGP``, from the
+environment's info) and, in ``custom_data``, its score and group. Prompts and tokens are drawn
+from seeds derived from ``(config.seed, worker index, training iteration, call)``, so a run
+resumed from a checkpoint samples exactly what the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from rlhf_env.sampler import LMSampler
 
 # Metric names of SPEC.md section 6, logged per finished episode.
 SCORE, KL, LENGTH = "reward/score", "reward/kl", "reward/response_length"
+REF_LOGP = "ref_logp"  # per-token log π_ref(a_t|s_t), from the environment's info
 
 
 class LLMEnvRunner(SingleAgentEnvRunner):
@@ -61,37 +65,52 @@ class LLMEnvRunner(SingleAgentEnvRunner):
 
     def _sample(self, *, num_timesteps=None, num_episodes=None, explore=True,
                 random_actions=False, force_reset=False) -> list[SingleAgentEpisode]:
-        """Step all environments until enough episodes are complete; drop the unfinished."""
-        wanted_episodes = num_episodes if num_episodes is not None else self.num_envs
+        """One complete episode per environment (rows that end early idle until all end)."""
         seed = self._round_seed()
         sampler = LMSampler(self.module.policy, self.num_envs, seed=seed)
-        observations, _ = self.env.reset(seed=seed)
+        observations, _ = self.env.reset(seed=seed, options=self._group_prompts(seed))
         episodes = [self._start_episode(observations, row) for row in range(self.num_envs)]
-        done: list[SingleAgentEpisode] = []
-        steps = 0
-        while len(done) < wanted_episodes or (num_timesteps and steps < num_timesteps):
+        while not all(episode.is_done for episode in episodes):
             actions = sampler.act(observations)
             observations, rewards, terminated, truncated, infos = self.env.step(actions)
             for row, action in enumerate(actions):
                 episode = episodes[row]
-                if episode.is_done:  # NEXT_STEP autoreset: this step restarted the row
-                    episodes[row] = self._start_episode(observations, row)
+                if episode.is_done:  # finished earlier; its row has restarted, ignore it
                     continue
-                steps += 1
                 episode.add_env_step(
                     observation=_row(observations, row),
                     action=int(action),
                     reward=float(rewards[row]),
                     terminated=bool(terminated[row]),
                     truncated=bool(truncated[row]),
-                    extra_model_outputs={Columns.ACTION_LOGP: np.float32(action.logprob)},
+                    extra_model_outputs={Columns.ACTION_LOGP: np.float32(action.logprob),
+                                         REF_LOGP: np.float32(infos["ref_logprob"][row])},
                 )
                 if episode.is_done:
+                    episode.custom_data.update(score=float(infos["score"][row]),
+                                               group=(seed, row // self.group_size))
                     self._log_llm_episode(infos, row)
-                    done.append(episode.to_numpy())
+        done = [episode.to_numpy() for episode in episodes]
         self._done_episodes_for_metrics.extend(done)
         self._increase_sampled_metrics(sum(len(e) for e in done), len(done))
         return done
+
+    @property
+    def group_size(self) -> int:
+        """Environments per prompt group (1 for PPO; k >= 2 for online DPO)."""
+        return getattr(self.config, "group_size", 1)
+
+    def _group_prompts(self, seed: int | None) -> dict | None:
+        """Reset options giving each group of ``group_size`` environments one shared prompt."""
+        k = self.group_size
+        if k == 1:
+            return None
+        if self.num_envs % k:
+            raise ValueError(f"num_envs_per_env_runner ({self.num_envs}) must be a multiple of "
+                             f"the group size ({k})")
+        picks = np.random.default_rng(seed).integers(len(self.env.unwrapped.prompts),
+                                                     size=self.num_envs // k)
+        return {"prompt_indices": [int(i) for i in picks for _ in range(k)]}
 
     def _start_episode(self, observations, row: int) -> SingleAgentEpisode:
         episode = SingleAgentEpisode(observation_space=self.env.single_observation_space,

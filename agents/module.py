@@ -7,7 +7,8 @@ LM head on those gives log π(a_t|s_t), the value head V(s_t) (seed 003's ValueH
 evaluated one token-prefix at a time.
 
 The critic is a linear head on the policy's backbone by default; ``critic: separate`` gives it
-its own copy of the backbone (no gradient interference, twice the memory). Env runners build the
+its own copy of the backbone (no gradient interference, twice the memory); ``critic: none``
+(DPO) has no critic. Env runners build the
 module with ``inference_only=True``: the policy alone, and only the policy's weights are synced.
 """
 
@@ -29,16 +30,16 @@ VALUES = "values"
 
 class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """``model_config``: ``model`` (spec for ``rlhf_env.models.load_causal_lm``), ``critic``
-    (``"shared"`` or ``"separate"``)."""
+    (``"shared"``, ``"separate"`` or ``"none"``)."""
 
     def setup(self) -> None:
         self.policy = load_causal_lm(self.model_config["model"])
         self.policy.train()  # dropout is off (load_causal_lm), so train mode == eval mode
         self.action_dist_cls = TorchCategorical
         self.critic_kind = self.model_config.get("critic", "shared")
-        if self.critic_kind not in ("shared", "separate"):
-            raise ValueError(f"critic must be 'shared' or 'separate', got {self.critic_kind!r}")
-        if self.inference_only:
+        if self.critic_kind not in ("shared", "separate", "none"):
+            raise ValueError(f"critic must be shared, separate or none, got {self.critic_kind!r}")
+        if self.inference_only or self.critic_kind == "none":
             return
         if self.critic_kind == "separate":
             self.critic_backbone = load_causal_lm(self.model_config["model"]).base_model
@@ -48,9 +49,8 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         torch.nn.init.zeros_(self.value_head.bias)
 
     def get_non_inference_attributes(self) -> list[str]:
-        if self.critic_kind == "separate":
-            return ["value_head", "critic_backbone"]
-        return ["value_head"]
+        return {"shared": ["value_head"], "separate": ["value_head", "critic_backbone"],
+                "none": []}[self.critic_kind]
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         """Next-token logits after each observation (stock RLlib env runners use this path)."""
@@ -65,6 +65,8 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         """Logits [N, T, V] and values [N, T] of every response token, one forward per row."""
         states = self._response_states(self.policy.base_model, batch)
         out = {Columns.ACTION_DIST_INPUTS: self.policy.get_output_embeddings()(states)}
+        if self.critic_kind == "none":
+            return out
         if self.critic_kind == "separate":
             states = self._response_states(self.critic_backbone, batch)
         out[VALUES] = self.value_head(states).squeeze(-1)

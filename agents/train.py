@@ -1,4 +1,5 @@
-"""The PPO training driver: RLlib iterations, KL control, evaluation, tracking, checkpoints.
+"""The training driver (PPO, online DPO): RLlib iterations, KL control, evaluation, tracking,
+checkpoints.
 
 Each iteration, in order:
 1. push β (from the KL controller) and the iteration number to every env runner;
@@ -29,7 +30,7 @@ from tqdm.auto import tqdm
 from agents.config import TrainConfig, to_dict
 from agents.evaluation import Evaluator
 from agents.kl_control import make_kl_controller
-from agents.ppo.algorithm import build_ppo_config, threads_per_process
+from agents.algorithm import build_algorithm_config, threads_per_process
 from agents.tracking import Tracker
 
 CHECKPOINTS = "checkpoints"
@@ -60,7 +61,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     torch.set_num_threads(threads_per_process(config))
     init_ray(1 + config.scale.num_env_runners + config.scale.num_learners)
 
-    algo = build_ppo_config(config).build_algo()
+    algo = build_algorithm_config(config).build_algo()
     controller = make_kl_controller(**_controller_kwargs(config))
     start = 0
     checkpoint = latest_checkpoint(run_dir) if config.run.resume else None
@@ -108,7 +109,7 @@ def iteration_metrics(result: dict) -> dict[str, float]:
     learner = result["learners"]["default_policy"]
     record = {key: float(value) for key, value in runners.items() if key.startswith("reward/")}
     record.update({key: float(value) for key, value in learner.items()
-                   if key.startswith("losses/")})
+                   if key.startswith(("losses/", "dpo/"))})
     record["policy/kl_ref"] = record["reward/kl"]
     record["perf/tokens"] = float(runners["num_env_steps_sampled"])
     sample_s = result["timers"]["env_runner_sampling_timer"]

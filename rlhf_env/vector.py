@@ -46,13 +46,11 @@ class TextGenVectorEnv(VectorEnv):
     kl_coef = TextGenEnv.kl_coef
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start all episodes; ``options={"prompts": [...]}`` forces one prompt per env."""
+        """Start all episodes. ``options={"prompts": [...]}`` forces one prompt text per env,
+        ``options={"prompt_indices": [...]}`` one prompt of the source (with its columns)."""
         super().reset(seed=seed)
-        forced = (options or {}).get("prompts")
-        if forced is not None and len(forced) != self.num_envs:
-            raise ValueError(f"options['prompts'] has {len(forced)} prompts for {self.num_envs} envs")
-        rows = list(range(self.num_envs))
-        self._start(rows, forced)
+        per_env = _per_env_options(options or {}, self.num_envs)
+        self._start(list(range(self.num_envs)), per_env)
         self._autoreset[:] = False
         return self.batch.observation(), {}
 
@@ -81,8 +79,8 @@ class TextGenVectorEnv(VectorEnv):
             infos,
         )
 
-    def _start(self, rows: list[int], forced: list[str] | None = None) -> None:
-        options = [{"prompt": forced[row]} if forced else {} for row in rows]
+    def _start(self, rows: list[int], options: list[dict] | None = None) -> None:
+        options = options or [{}] * len(rows)
         picked = [pick_prompt(self.prompts, self.np_random, option) for option in options]
         self.batch.start(rows, [text for text, _ in picked], [extras for _, extras in picked])
 
@@ -90,3 +88,14 @@ class TextGenVectorEnv(VectorEnv):
         if self.render_mode == "ansi":
             return tuple(self.batch.render(row) for row in range(self.num_envs))
         return None
+
+
+def _per_env_options(options: dict, num_envs: int) -> list[dict] | None:
+    """Single-env reset options for each env from the vector env's ``prompts``/``prompt_indices``."""
+    for key, single in (("prompts", "prompt"), ("prompt_indices", "prompt_index")):
+        values = options.get(key)
+        if values is not None:
+            if len(values) != num_envs:
+                raise ValueError(f"options[{key!r}] has {len(values)} entries for {num_envs} envs")
+            return [{single: value} for value in values]
+    return None

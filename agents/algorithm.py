@@ -1,0 +1,73 @@
+"""The LLM parts shared by every RLlib algorithm here (PPO, online DPO), set through RLlib's
+fluent config builder: our env runner (KV-cached batched sampling that supplies log-probs to the
+environment), our RLModule (causal LM, with or without a value head), our learner connector and
+learner, complete-episode batches, restarts of failed env runners, one torch thread pool per
+process sized so that runners and learners do not oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+from agents.config import TrainConfig
+from agents.env_runner import LLMEnvRunner
+from agents.module import CausalLMModule
+
+
+def threads_per_process(config: TrainConfig) -> int:
+    """Torch threads per process so that runners and learners do not oversubscribe the cores."""
+    if config.scale.threads_per_worker:
+        return config.scale.threads_per_worker
+    processes = 1 + config.scale.num_env_runners + config.scale.num_learners
+    return max(1, (os.cpu_count() or 1) // processes)
+
+
+def configure_llm(rllib_config: AlgorithmConfig, config: TrainConfig, *, critic: str,
+                  learner_class: type, learner_config: dict,
+                  learner_connector) -> AlgorithmConfig:
+    """Apply the shared LLM settings to ``rllib_config`` (see the module docstring)."""
+    task, scale = config.task, config.scale
+    env_config = dict(task.env_kwargs)
+    env_config.update(model=task.model, max_new_tokens=task.max_new_tokens,
+                      kl_estimator=task.kl_estimator, kl_coef=config.kl.init_coef)
+    threads = threads_per_process(config)
+    return (
+        rllib_config
+        .environment(env=task.id, env_config=env_config, disable_env_checking=True)
+        .env_runners(
+            env_runner_cls=LLMEnvRunner,
+            num_env_runners=scale.num_env_runners,
+            num_envs_per_env_runner=scale.num_envs_per_env_runner,
+            batch_mode="complete_episodes",
+            num_cpus_per_env_runner=1,
+            sample_timeout_s=3600,
+        )
+        .learners(
+            learner_class=learner_class,
+            learner_config_dict=learner_config,
+            num_learners=scale.num_learners,
+            add_default_connectors_to_learner_pipeline=False,
+            learner_connector=learner_connector,
+        )
+        .rl_module(rl_module_spec=RLModuleSpec(
+            module_class=CausalLMModule, model_config={"model": task.model, "critic": critic}))
+        .fault_tolerance(restart_failed_env_runners=True)
+        .python_environment(extra_python_environs_for_worker={
+            "OMP_NUM_THREADS": str(threads), "RAY_USAGE_STATS_ENABLED": "0",
+        })
+        .debugging(seed=config.run.seed, log_level="ERROR")
+    )
+
+
+def build_algorithm_config(config: TrainConfig) -> AlgorithmConfig:
+    """The RLlib config of ``config.algorithm``."""
+    if config.algorithm == "ppo":
+        from agents.ppo.algorithm import build_ppo_config
+
+        return build_ppo_config(config)
+    from agents.dpo.algorithm import build_online_dpo_config
+
+    return build_online_dpo_config(config)

@@ -1,0 +1,69 @@
+"""Learner connector for online DPO: groups of k sampled responses -> (best, worst) pairs.
+
+The env runner samples k responses per prompt (``group_size``); the environment scored each one.
+For every group, the highest- and lowest-scoring responses become a (chosen, rejected) pair;
+groups whose scores tie carry no preference and are dropped. The reference log-probs of both
+responses are the sums of the per-token ``log π_ref`` the environment already computed (its
+info), so the frozen reference is never run a second time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.connectors.connector_v2 import ConnectorV2
+from ray.rllib.core import DEFAULT_MODULE_ID
+
+from agents.dpo.rows import preference_rows
+from agents.env_runner import REF_LOGP
+from agents.rows import ATTENTION_MASK, INPUT_IDS
+
+REF_LOGPS = "ref_logps"  # [2N] sequence log π_ref of each row (chosen rows first)
+
+
+class PreferencePairConnector(ConnectorV2):
+    """Builds DPO rows and reference log-probs from grouped, scored episodes."""
+
+    def __init__(self, input_observation_space=None, input_action_space=None, *,
+                 average_logprobs: bool = False, **kwargs):
+        super().__init__(input_observation_space, input_action_space, **kwargs)
+        self.average_logprobs = average_logprobs
+
+    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None,
+                 metrics=None, **kwargs) -> dict[str, Any]:
+        pairs = best_worst_pairs(episodes)
+        if not pairs:
+            raise ValueError("no preference pairs: every group's responses scored the same")
+        chosen, rejected = zip(*pairs)
+        rows = preference_rows([_prompt(e) for e in chosen],
+                               [np.asarray(e.get_actions()) for e in chosen],
+                               [np.asarray(e.get_actions()) for e in rejected])
+        ref = [np.asarray(e.get_extra_model_outputs(REF_LOGP)) for e in (*chosen, *rejected)]
+        rows[REF_LOGPS] = torch.tensor(
+            [r.mean() if self.average_logprobs else r.sum() for r in ref], dtype=torch.float32)
+        if metrics is not None:
+            margins = [c.custom_data["score"] - r.custom_data["score"] for c, r in pairs]
+            metrics.log_value("dpo/pairs", len(pairs), reduce="mean")
+            metrics.log_value("dpo/score_margin", float(np.mean(margins)), reduce="mean")
+        return {DEFAULT_MODULE_ID: rows}
+
+
+def best_worst_pairs(episodes) -> list[tuple[Any, Any]]:
+    """(highest-, lowest-scoring) episode of every group whose scores are not all equal."""
+    groups = defaultdict(list)
+    for episode in episodes:
+        groups[episode.custom_data["group"]].append(episode)
+    pairs = []
+    for members in groups.values():
+        ranked = sorted(members, key=lambda e: e.custom_data["score"], reverse=True)
+        if len(ranked) >= 2 and ranked[0].custom_data["score"] > ranked[-1].custom_data["score"]:
+            pairs.append((ranked[0], ranked[-1]))
+    return pairs
+
+
+def _prompt(episode) -> np.ndarray:
+    first = episode.get_observations(0)
+    return np.array(first[INPUT_IDS][: int(first[ATTENTION_MASK].sum())])
