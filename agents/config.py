@@ -1,24 +1,21 @@
 """Typed training configuration: dataclasses with help text, YAML presets, dotted overrides.
 
-Loaded with OmegaConf (structured configs): a preset in ``configs/*.yaml`` is merged over the
-dataclass defaults, then ``key=value`` overrides from the command line
-(``ppo.lr=1e-5 run.iterations=20``); unknown keys and wrong types are errors that name the key.
-``describe()`` prints every field with its help, for ``rlhf-env train --help-config``.
+Loaded with ``rlhf_env.structured`` (OmegaConf structured configs): a preset in
+``configs/*.yaml`` over the dataclass defaults, then ``key=value`` overrides from the command
+line (``ppo.lr=1e-5 run.iterations=20``). ``describe()`` lists every field with its help.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from omegaconf import OmegaConf
+from rlhf_env.structured import describe as _describe
+from rlhf_env.structured import load_structured, option, to_dict  # noqa: F401  (re-exported)
 
 
-def _f(default: Any, help: str):
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+_f = option
 
 
 @dataclass
@@ -112,12 +109,7 @@ class TrainConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults, then the YAML preset, then ``key=value`` overrides; typed and validated."""
-    merged = OmegaConf.structured(TrainConfig)
-    if path is not None:
-        merged = OmegaConf.merge(merged, OmegaConf.load(path))
-    if overrides:
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-    config: TrainConfig = OmegaConf.to_object(merged)
+    config = load_structured(TrainConfig, path, overrides)
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}")
     if config.ppo.critic not in ("shared", "separate"):
@@ -127,18 +119,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     return config
 
 
-def to_dict(config: TrainConfig) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(config))
-
-
-def describe(cls=TrainConfig, prefix: str = "") -> list[str]:
-    """``key (type, default): help`` for every field, for the command line's help."""
-    lines = []
-    for f in fields(cls):
-        factory = f.default_factory if callable(f.default_factory) else None
-        default = f.default if factory is None else factory()
-        if is_dataclass(default):
-            lines += describe(type(default), f"{prefix}{f.name}.")
-        else:
-            lines.append(f"{prefix}{f.name} = {default!r}: {f.metadata.get('help', '')}")
-    return lines
+def describe() -> list[str]:
+    """``key = default: help`` for every training config field."""
+    return _describe(TrainConfig)

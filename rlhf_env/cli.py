@@ -218,3 +218,31 @@ def plot(run_dir: str, out: str | None) -> None:
     from agents.plot import plot_run
 
     click.echo(plot_run(run_dir, out))
+
+
+@main.group("reward-model")
+def reward_model() -> None:
+    """Learned reward models: train one on preference data."""
+
+
+@reward_model.command("train", context_settings={"ignore_unknown_options": True})
+@click.argument("config", required=False)
+@click.argument("overrides", nargs=-1)
+@click.option("--help-config", is_flag=True, help="List every config key with its help.")
+def reward_model_train(config: str | None, overrides: tuple[str, ...], help_config: bool) -> None:
+    """Train a reward model (Bradley-Terry / K-wise ranking) from CONFIG plus key=value overrides.
+
+    The trained model is a reward plugin: reward={"name": "reward_model", "params": {"path": ...}}.
+    """
+    from rewards.reward_model import (
+        describe_reward_model_config,
+        load_reward_model_config,
+        train_reward_model,
+    )
+
+    if help_config:
+        click.echo("\n".join(describe_reward_model_config()))
+        return
+    summary = train_reward_model(load_reward_model_config(config, list(overrides)))
+    click.echo(f"held-out pairwise accuracy {summary['accuracy_before']:.3f} -> "
+               f"{summary['accuracy_after']:.3f}; model in {summary['path']}")

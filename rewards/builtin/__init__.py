@@ -5,8 +5,10 @@
   (:mod:`.embedding`);
 - ``length``, ``keyword``, ``regex`` (also the format rule, with ``fullmatch=True``) and
   ``repetition_penalty``, a guard against reward hacking (:mod:`.rules`).
+- ``reward_model``: a reward model trained on preferences (:mod:`.learned`,
+  :mod:`rewards.reward_model`).
 
 None of them imports torch or transformers until it is first called.
 """
 
-from rewards.builtin import embedding, rules, sentiment  # noqa: F401  (registers the rewards)
+from rewards.builtin import embedding, learned, rules, sentiment  # noqa: F401  (registers the rewards)

@@ -85,14 +85,16 @@ class _Encoder:
     """A transformers encoder with its tokenizer, mean-pooling texts into unit vectors."""
 
     def __init__(self, path: str) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from rewards.backbone import load_backbone
 
-        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        self.model = AutoModel.from_pretrained(path, trust_remote_code=False).eval()
+        self.tokenizer, model = load_backbone(path)
+        self.model = model.eval()
 
     def embed(self, texts: list[str], max_length: int, batch_size: int) -> Any:
         """``[len(texts), hidden]`` float tensor of L2-normalised mean-pooled embeddings."""
         import torch
+
+        from rewards.backbone import mean_pool
 
         chunks = []
         with torch.inference_mode():
@@ -105,8 +107,7 @@ class _Encoder:
                     return_tensors="pt",
                 )
                 hidden = self.model(**batch).last_hidden_state
-                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+                mean = mean_pool(hidden, batch["attention_mask"])
                 chunks.append(torch.nn.functional.normalize(mean.float(), dim=-1))
         return torch.cat(chunks)
 

@@ -23,7 +23,8 @@ from rewards import (
 from rewards.builtin.rules import Length
 from rewards.builtin.sentiment import vader
 
-BUILTINS = ["embedding_similarity", "keyword", "length", "regex", "repetition_penalty", "vader"]
+BUILTINS = ["embedding_similarity", "keyword", "length", "regex", "repetition_penalty",
+            "reward_model", "vader"]
 
 SHOUTY = '''
 def shouty(prompts, completions, **kwargs):
