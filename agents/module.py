@@ -45,7 +45,10 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             self.critic_backbone = load_causal_lm(self.model_config["model"]).base_model
         hidden = self.policy.config.get_text_config().hidden_size
         self.value_head = torch.nn.Linear(hidden, 1)
-        torch.nn.init.normal_(self.value_head.weight, std=1.0 / (hidden + 1) ** 0.5)
+        # Start from V = 0, a constant baseline: a randomly initialised head on a large LM's
+        # hidden states predicts noise (explained variance of -10 on SmolLM2), and its errors
+        # would swamp the advantages until it learned; from zero it can only improve on them.
+        torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
 
     def get_non_inference_attributes(self) -> list[str]:
