@@ -11,8 +11,6 @@ token in the sampler and the learner.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
-
 import torch
 from transformers import (
     AutoModelForCausalLM,
@@ -117,6 +115,3 @@ def disable_dropout(model: torch.nn.Module) -> None:
         if hasattr(model.config, key):
             setattr(model.config, key, 0.0)
 
-
-def is_local_path(spec: str) -> bool:
-    return Path(spec).exists()
