@@ -31,9 +31,16 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     top.legend()
     top.set_title(run_dir.name)
     bottom.plot(steps, [r["reward/kl"] for r in train], label="KL to reference per token")
-    bottom.plot(steps, [r["policy/kl_coef"] for r in train], label="β", linestyle="--")
+    if evals:
+        bottom.plot([r["iteration"] for r in evals], [r["eval/kl_per_token"] for r in evals],
+                    "o-", label="held-out KL per token")
+    bottom.set_ylabel("KL per token")
     bottom.set_xlabel("iteration")
-    bottom.legend()
+    bottom.legend(loc="upper left")
+    beta = bottom.twinx()  # β spans decades: its own log axis
+    beta.semilogy(steps, [r["policy/kl_coef"] for r in train], "k--", alpha=.5, label="β (right)")
+    beta.set_ylabel("β")
+    beta.legend(loc="upper right")
     out = Path(out) if out else run_dir / "reward_curve.png"
     fig.tight_layout()
     fig.savefig(out, dpi=110)
