@@ -17,11 +17,12 @@ of rollouts, and pushes the returned β to its environments. Three rules:
 
 from __future__ import annotations
 
+import abc
 import math
 from typing import Any
 
 
-class KLController:
+class KLController(abc.ABC):
     """Base class: holds ``beta``; subclasses set ``kind`` and implement ``_next_beta``."""
 
     kind: str
@@ -41,8 +42,9 @@ class KLController:
         self.beta = float(self._next_beta(measured_kl, n_steps))
         return self.beta
 
+    @abc.abstractmethod
     def _next_beta(self, measured_kl: float, n_steps: int) -> float:
-        raise NotImplementedError
+        """The controller's rule: β after measuring ``measured_kl`` over ``n_steps`` samples."""
 
     def state_dict(self) -> dict[str, Any]:
         """The controller's mutable state: its kind (checked on load) and β."""
