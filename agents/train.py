@@ -54,7 +54,7 @@ def init_ray(num_cpus: int) -> None:
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
-    """Train PPO as configured; return the per-iteration metric records of this call."""
+    """Train ``config.algorithm`` as configured; return this call's per-iteration records."""
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(OmegaConf.structured(config), run_dir / "config.yaml")
@@ -70,6 +70,8 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         state = json.loads((checkpoint / DRIVER_STATE).read_text())
         controller.load_state_dict(state["kl_controller"])
         start = state["iteration"]
+        for log in ("metrics.jsonl", "eval.jsonl"):  # drop what ran after the checkpoint
+            _truncate_log(run_dir / log, start)
     tracker = Tracker(config.run.wandb, config.run.wandb_project, config.run.name, run_dir,
                       to_dict(config))
     evaluator = Evaluator(config)
@@ -77,7 +79,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         _evaluate(evaluator, algo, tracker, run_dir, step=0)
 
     records = []
-    bar = tqdm(range(start, config.run.iterations), desc="ppo", disable=not progress,
+    bar = tqdm(range(start, config.run.iterations), desc=config.algorithm, disable=not progress,
                initial=start, total=config.run.iterations)
     for iteration in bar:
         _push_round(algo, controller.beta, iteration)
@@ -120,6 +122,14 @@ def iteration_metrics(result: dict) -> dict[str, float]:
     if "losses/entropy" in record:
         record["policy/entropy"] = record["losses/entropy"]
     return record
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Keep the JSON-lines records of iterations up to ``iteration`` (resume after a crash)."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if json.loads(line)["iteration"] <= iteration]
+        path.write_text("".join(line + "\n" for line in kept))
 
 
 def _controller_kwargs(config: TrainConfig) -> dict:

@@ -48,8 +48,12 @@ def test_resume_matches_an_uninterrupted_run(tiny_config):
     first = train(tiny_config("run.name=resumed", "run.iterations=2",
                               "run.checkpoint_every=2"), progress=False)
     resumed_config = tiny_config("run.name=resumed", "run.iterations=4", "run.checkpoint_every=100")
+    with open(resumed_config.run_dir / "metrics.jsonl", "a") as log:  # ran past the checkpoint
+        log.write(json.dumps({"iteration": 3, "reward/score": 9.9}) + "\n")
     second = train(resumed_config, progress=False)
     assert [r["iteration"] for r in first + second] == [1, 2, 3, 4]
+    logged = (resumed_config.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in logged] == [1, 2, 3, 4]
     for a, b in zip(straight, first + second):
         for key in ("reward/score", "reward/kl", "losses/actor_loss", "losses/critic_loss",
                     "policy/kl_coef"):
