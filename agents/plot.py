@@ -37,10 +37,12 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     bottom.set_ylabel("KL per token")
     bottom.set_xlabel("iteration")
     bottom.legend(loc="upper left")
-    beta = bottom.twinx()  # β spans decades: its own log axis
-    beta.semilogy(steps, [r["policy/kl_coef"] for r in train], "k--", alpha=.5, label="β (right)")
-    beta.set_ylabel("β")
-    beta.legend(loc="upper right")
+    betas = [r["policy/kl_coef"] for r in train]
+    if min(betas) > 0:  # β spans decades: its own log axis (DPO runs may have β = 0)
+        beta = bottom.twinx()
+        beta.semilogy(steps, betas, "k--", alpha=.5, label="β (right)")
+        beta.set_ylabel("β")
+        beta.legend(loc="upper right")
     out = Path(out) if out else run_dir / "reward_curve.png"
     fig.tight_layout()
     fig.savefig(out, dpi=110)
