@@ -43,6 +43,18 @@ def test_train_cli_on_the_tiny_task(tmp_path, ray_session):
     assert record["iteration"] == 1
 
 
+def test_eval_cli_compares_trained_and_initial(tmp_path, ray_session):
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", "configs/ppo_tiny.yaml", "run.iterations=1",
+                                   "run.checkpoint_every=1", f"run.output_dir={tmp_path}",
+                                   "run.wandb=disabled"])
+    assert trained.exit_code == 0, trained.output
+    result = runner.invoke(main, ["eval", str(tmp_path / "ppo_tiny"), "--episodes", "4"])
+    assert result.exit_code == 0, result.output
+    assert "initial" in result.output and "trained" in result.output
+    assert "kl_per_token" in result.output
+
+
 def test_help_config_lists_keys():
     result = CliRunner().invoke(main, ["train", "--help-config"])
     assert result.exit_code == 0 and "kl.controller" in result.output
