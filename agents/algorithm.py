@@ -30,9 +30,7 @@ def configure_llm(rllib_config: AlgorithmConfig, config: TrainConfig, *, critic:
                   learner_connector) -> AlgorithmConfig:
     """Apply the shared LLM settings to ``rllib_config`` (see the module docstring)."""
     task, scale = config.task, config.scale
-    env_config = dict(task.env_kwargs)
-    env_config.update(model=task.model, max_new_tokens=task.max_new_tokens,
-                      kl_estimator=task.kl_estimator, kl_coef=config.kl.init_coef)
+    env_config = config.env_kwargs(kl_coef=config.kl.init_coef)
     threads = threads_per_process(config)
     return (
         rllib_config

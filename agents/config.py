@@ -106,6 +106,13 @@ class TrainConfig:
     def run_dir(self) -> Path:
         return Path(self.run.output_dir) / self.run.name
 
+    def env_kwargs(self, **extra) -> dict:
+        """``gym.make`` keyword arguments of the task: its env_kwargs, model, length, estimator."""
+        kwargs = dict(self.task.env_kwargs)
+        kwargs.update(model=self.task.model, max_new_tokens=self.task.max_new_tokens,
+                      kl_estimator=self.task.kl_estimator, **extra)
+        return kwargs
+
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Defaults, then the YAML preset, then ``key=value`` overrides; typed and validated."""

@@ -16,11 +16,9 @@ class Evaluator:
     """Rolls a policy out on the task's held-out prompts (``split="test"``)."""
 
     def __init__(self, config: TrainConfig, num_envs: int = 8):
-        kwargs = dict(config.task.env_kwargs)
-        kwargs.update(model=config.task.model, max_new_tokens=config.task.max_new_tokens,
-                      kl_estimator=config.task.kl_estimator, split="test")
         self.envs = gym.make_vec(config.task.id, num_envs=num_envs,
-                                 vectorization_mode="vector_entry_point", **kwargs)
+                                 vectorization_mode="vector_entry_point",
+                                 **config.env_kwargs(split="test"))
         self.episodes = config.run.eval_episodes
 
     def __call__(self, policy) -> tuple[dict[str, float], list[dict]]:

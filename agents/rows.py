@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 INPUT_IDS = "input_ids"
@@ -79,3 +80,9 @@ def pad_rows(
         ACTIONS: actions,
         LOSS_MASK: loss_mask,
     }
+
+
+def episode_prompt(episode) -> np.ndarray:
+    """The prompt's token ids: the valid part of an episode's first observation."""
+    first = episode.get_observations(0)
+    return np.array(first[INPUT_IDS][: int(first[ATTENTION_MASK].sum())])

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from rlhf_env.structured import describe, load_structured
+from rlhf_env.structured import describe, load_structured, to_dict
 from rlhf_env.structured import option as _f
 from rewards.backbone import POOLINGS, default_pooling, load_backbone, pool
 from rewards.preferences import Preference, PreferenceDataError, load_preferences
@@ -368,7 +368,7 @@ def train_reward_model(config: RewardModelConfig, *, progress: bool = True) -> d
         optimizer, round(config.train.warmup_ratio * total_steps), total_steps)
 
     tracker = Tracker(config.run.wandb, config.run.wandb_project, config.run.name, run_dir,
-                      OmegaConf.to_container(OmegaConf.structured(config)))
+                      to_dict(config))
     metrics_file = (run_dir / "metrics.jsonl").open("w")
 
     def log(record: dict, step: int) -> None:

@@ -19,7 +19,7 @@ from ray.rllib.core import DEFAULT_MODULE_ID
 
 from agents.dpo.rows import preference_rows
 from agents.env_runner import REF_LOGP
-from agents.rows import ATTENTION_MASK, INPUT_IDS
+from agents.rows import episode_prompt
 
 REF_LOGPS = "ref_logps"  # [2N] sequence log π_ref of each row (chosen rows first)
 
@@ -38,7 +38,7 @@ class PreferencePairConnector(ConnectorV2):
         if not pairs:
             raise ValueError("no preference pairs: every group's responses scored the same")
         chosen, rejected = zip(*pairs)
-        rows = preference_rows([_prompt(e) for e in chosen],
+        rows = preference_rows([episode_prompt(e) for e in chosen],
                                [np.asarray(e.get_actions()) for e in chosen],
                                [np.asarray(e.get_actions()) for e in rejected])
         ref = [np.asarray(e.get_extra_model_outputs(REF_LOGP)) for e in (*chosen, *rejected)]
@@ -63,7 +63,3 @@ def best_worst_pairs(episodes) -> list[tuple[Any, Any]]:
             pairs.append((ranked[0], ranked[-1]))
     return pairs
 
-
-def _prompt(episode) -> np.ndarray:
-    first = episode.get_observations(0)
-    return np.array(first[INPUT_IDS][: int(first[ATTENTION_MASK].sum())])

@@ -19,7 +19,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
 from agents.ppo.gae import gae, whiten
-from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, pad_rows, pad_sequences
+from agents.rows import PROMPT_WIDTH, episode_prompt, pad_rows, pad_sequences
 
 __all__ = ["PROMPT_WIDTH", "SequenceBatchConnector", "sequence_rows"]
 
@@ -58,10 +58,7 @@ class SequenceBatchConnector(ConnectorV2):
 
 def sequence_rows(episodes: list[SingleAgentEpisode]) -> dict[str, torch.Tensor]:
     """Padded tensors of N complete episodes: token rows, actions, sampling log-probs, rewards."""
-    prompts = []
-    for episode in episodes:
-        first = episode.get_observations(0)
-        prompts.append(np.array(first[INPUT_IDS][: int(first[ATTENTION_MASK].sum())]))
+    prompts = [episode_prompt(e) for e in episodes]
     responses = [np.asarray(e.get_actions()) for e in episodes]
     rows = pad_rows(prompts, responses)
     length = rows[Columns.ACTIONS].shape[1]
