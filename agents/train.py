@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from ray.rllib.core import DEFAULT_MODULE_ID
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
@@ -33,6 +34,7 @@ from agents.kl_control import make_kl_controller
 from agents.algorithm import build_algorithm_config, threads_per_process
 from agents.tracking import Tracker
 
+PROGRESS_KEYS = ("reward/score", "reward/kl", "dpo/rewards/accuracy", "dpo/loss")
 CHECKPOINTS = "checkpoints"
 DRIVER_STATE = "driver.json"
 POLICY = "policy"
@@ -74,7 +76,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
             _truncate_log(run_dir / log, start)
     tracker = Tracker(config.run.wandb, config.run.wandb_project, config.run.name, run_dir,
                       to_dict(config))
-    evaluator = Evaluator(config)
+    evaluator = Evaluator(config, pairs=_held_out_pairs(config))
     if start == 0:
         _evaluate(evaluator, algo, tracker, run_dir, step=0)
 
@@ -84,10 +86,10 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     for iteration in bar:
         _push_round(algo, controller.beta, iteration)
         result = algo.train()
-        record = {"iteration": iteration + 1, "policy/kl_coef": controller.beta,
-                  **iteration_metrics(result)}
-        tokens = record["perf/tokens"]
-        controller.update(record["reward/kl"], n_steps=max(1, int(tokens)))
+        record = {"iteration": iteration + 1, **iteration_metrics(result)}
+        if "reward/kl" in record:  # online: the environments measured the KL
+            record["policy/kl_coef"] = controller.beta
+            controller.update(record["reward/kl"], n_steps=max(1, int(record["perf/tokens"])))
         records.append(record)
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -98,27 +100,30 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
             _evaluate(evaluator, algo, tracker, run_dir, step=iteration + 1)
         if _due(iteration, config.run.checkpoint_every, config.run.iterations):
             save_checkpoint(algo, controller, iteration + 1, run_dir, config)
-        bar.set_postfix(score=f"{record['reward/score']:+.3f}", kl=f"{record['reward/kl']:.4f}",
-                        beta=f"{controller.beta:.3f}")
+        bar.set_postfix({key.split("/")[-1]: f"{record[key]:+.4f}" for key in PROGRESS_KEYS
+                         if key in record})
     tracker.finish()
     algo.stop()
     return records
 
 
 def iteration_metrics(result: dict) -> dict[str, float]:
-    """SPEC.md section 6 metric names from an RLlib result dict."""
-    runners = result["env_runners"]
+    """SPEC.md section 6 metric names from an RLlib result dict (online or offline)."""
     learner = result["learners"]["default_policy"]
-    record = {key: float(value) for key, value in runners.items() if key.startswith("reward/")}
-    record.update({key: float(value) for key, value in learner.items()
-                   if key.startswith(("losses/", "dpo/"))})
+    record = {key: float(value) for key, value in learner.items()
+              if key.startswith(("losses/", "dpo/"))}
+    record["perf/iteration_s"] = float(result["time_this_iter_s"])
+    if "env_runners" not in result:  # offline: no environment was stepped
+        return record
+    runners = result["env_runners"]
+    record.update({key: float(value) for key, value in runners.items()
+                   if key.startswith("reward/")})
     record["policy/kl_ref"] = record["reward/kl"]
     record["perf/tokens"] = float(runners["num_env_steps_sampled"])
     sample_s = result["timers"]["env_runner_sampling_timer"]
     learn_s = result["timers"]["learner_update_timer"]
     record["perf/sample_tokens_per_s"] = record["perf/tokens"] / max(sample_s, 1e-9)
     record["perf/learn_tokens_per_s"] = record["perf/tokens"] / max(learn_s, 1e-9)
-    record["perf/iteration_s"] = float(result["time_this_iter_s"])
     if "losses/entropy" in record:
         record["policy/entropy"] = record["losses/entropy"]
     return record
@@ -142,7 +147,20 @@ def _controller_kwargs(config: TrainConfig) -> dict:
     return kwargs
 
 
+def _held_out_pairs(config: TrainConfig):
+    """Offline DPO's held-out pair table (built with the training table), else None."""
+    if config.algorithm != "dpo_offline":
+        return None
+    import pyarrow.parquet as pq
+
+    from agents.dpo.offline import prepare_pair_tables
+
+    return pq.read_table(prepare_pair_tables(config)["test"])
+
+
 def _push_round(algo, beta: float, iteration: int) -> None:
+    if algo.env_runner_group is None:  # offline
+        return
     algo.env_runner_group.foreach_env_runner(
         lambda runner: runner.env is not None and runner.set_round(beta, iteration),
         local_env_runner=True,
@@ -150,6 +168,8 @@ def _push_round(algo, beta: float, iteration: int) -> None:
 
 
 def _pop_samples(algo) -> list[tuple[str, str, float]]:
+    if algo.env_runner_group is None:  # offline
+        return []
     results = algo.env_runner_group.foreach_env_runner(
         lambda runner: runner.pop_samples() if runner.env is not None else [],
         local_env_runner=True,
@@ -162,8 +182,14 @@ def _due(iteration: int, every: int, total: int) -> bool:
 
 
 def policy_of(algo) -> torch.nn.Module:
-    """The learner's current policy LM."""
-    return algo.get_module().policy
+    """The current policy LM: the local env runner's copy (synced after every update), or the
+    local learner's where there are no env runners (offline)."""
+    if algo.env_runner is not None:
+        return algo.get_module().policy
+    if not algo.learner_group.is_local:
+        raise NotImplementedError("evaluating offline training needs the local learner "
+                                  "(scale.num_learners=0)")
+    return algo.learner_group._learner.module[DEFAULT_MODULE_ID].policy
 
 
 def _evaluate(evaluator: Evaluator, algo, tracker: Tracker, run_dir: Path, step: int) -> dict:

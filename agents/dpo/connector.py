@@ -17,11 +17,10 @@ import torch
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-from agents.dpo.rows import preference_rows
+from agents.dpo.rows import REF_LOGPS, preference_rows
 from agents.env_runner import REF_LOGP
 from agents.rows import episode_prompt
 
-REF_LOGPS = "ref_logps"  # [2N] sequence log π_ref of each row (chosen rows first)
 
 
 class PreferencePairConnector(ConnectorV2):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from ray.rllib.core.columns import Columns
 
-from agents.dpo.connector import REF_LOGPS
+from agents.dpo.rows import REF_LOGPS
 from agents.dpo.loss import AVERAGE_LOGPROBS, dpo_loss, sequence_logprobs
 from agents.learner import RowMinibatchLearner
 

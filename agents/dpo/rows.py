@@ -14,6 +14,8 @@ import torch
 
 from agents.rows import pad_rows
 
+REF_LOGPS = "ref_logps"  # [2N] sequence log π_ref of each row (chosen rows first)
+
 
 def preference_rows(
     prompts: Sequence[Sequence[int]],
