@@ -46,7 +46,8 @@ def configure_module_and_learner(rllib_config: AlgorithmConfig, config: TrainCon
         )
         .rl_module(rl_module_spec=RLModuleSpec(
             module_class=CausalLMModule, observation_space=spaces[0], action_space=spaces[1],
-            model_config={"model": config.task.model, "critic": critic}))
+            model_config={"model": config.task.model, "critic": critic,
+                          "engine": config.engine}))
         .python_environment(extra_python_environs_for_worker={
             "OMP_NUM_THREADS": str(threads), "RAY_USAGE_STATS_ENABLED": "0",
         })

@@ -70,6 +70,7 @@ class KLConfig:
     init_coef: float = _f(0.05, "Initial β.")
     target: float = _f(0.05, "Target per-token KL to the reference (adaptive/proportional).")
     horizon: int = _f(10000, "Horizon in tokens of the proportional controller.")
+    min_coef: float = _f(0.0, "Floor of β for the adaptive and proportional controllers.")
 
 
 @dataclass
@@ -97,11 +98,14 @@ class RunConfig:
 
 
 ALGORITHMS = ("ppo", "dpo_online", "dpo_offline")
+ENGINES = ("hf", "vllm")
 
 
 @dataclass
 class TrainConfig:
     algorithm: str = _f("ppo", "ppo, dpo_online or dpo_offline.")
+    engine: str = _f("hf", "Sampling engine of the env runners: hf (KV-cached transformers) or "
+                     "vllm (needs the vllm extra).")
     task: TaskConfig = field(default_factory=TaskConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     dpo: DPOConfig = field(default_factory=DPOConfig)
@@ -126,6 +130,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     config = load_structured(TrainConfig, path, overrides)
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}")
+    if config.engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {config.engine!r}")
     if config.ppo.critic not in ("shared", "separate"):
         raise ValueError(f"ppo.critic must be 'shared' or 'separate', got {config.ppo.critic!r}")
     if config.ppo.minibatch_rows < 1 or config.ppo.episodes_per_iteration < 1:

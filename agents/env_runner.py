@@ -8,6 +8,12 @@ replaces only the sampling loop: the module's policy samples through
 each action carries its log-prob to the environment (the KL term) and into the episode as
 ``ACTION_LOGP`` (PPO's π_old). Nothing vocabulary-sized leaves the runner.
 
+With the module's ``engine: vllm`` the tokens come from an in-process vLLM engine instead
+(:mod:`rlhf_env.vllm_engine`: every environment's whole response in one batched call, handed to
+the environment token by token). After RLlib syncs new weights into the module, the next
+``sample()`` first copies them into the engine and verifies its log-probs against the module's
+(a mismatch or a timeout is a :class:`~rlhf_env.vllm_engine.WeightSyncError`).
+
 Every ``sample()`` starts one fresh episode per environment with the current weights and returns
 them once all are complete (on-policy; ``batch_mode="complete_episodes"``). With
 ``config.group_size = k > 1`` (online DPO) the environments come in groups of k that share a
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+from ray.rllib.core import COMPONENT_RL_MODULE
 from ray.rllib.core.columns import Columns
 from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
 from ray.rllib.env.single_agent_episode import SingleAgentEpisode
@@ -49,6 +56,42 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         self._iteration = 0
         self._calls = 0
         self._samples: list[tuple[str, str, float]] = []
+        self._engine = None  # the vLLM engine, built at the first sample() with engine: vllm
+        self._engine_stale = False
+
+    def stop(self) -> None:
+        if getattr(self, "_engine", None) is not None:
+            self._engine.close()
+            self._engine = None
+        super().stop()
+
+    def set_state(self, state) -> None:
+        super().set_state(state)
+        if COMPONENT_RL_MODULE in state:
+            self._engine_stale = True
+
+    @property
+    def engine_kind(self) -> str:
+        """``hf`` (KV-cached ``transformers`` sampler) or ``vllm``, from the module's config."""
+        return self.module.model_config.get("engine", "hf")
+
+    def _sampler(self, seed: int | None):
+        """A fresh sampler over the current weights, for one round of episodes."""
+        if self.engine_kind == "hf":
+            return LMSampler(self.module.policy, self.num_envs, seed=seed)
+        from rlhf_env.vllm_engine import VLLMEngine, VLLMSampler
+
+        batch = self.env.unwrapped.batch
+        if self._engine is None:
+            self._engine = VLLMEngine(
+                self.module.policy, batch.tokenizer, max_num_seqs=self.num_envs,
+                max_model_len=batch.max_prompt_tokens + batch.max_new_tokens,
+                seed=self.config.seed or 0)
+        elif self._engine_stale:
+            self._engine.sync(self.module.policy)
+        self._engine_stale = False
+        return VLLMSampler(self._engine, self.num_envs, stop_ids=batch.eos_ids,
+                           max_new_tokens=batch.max_new_tokens, seed=seed)
 
     def set_round(self, kl_coef: float, iteration: int) -> None:
         """Called by the driver before each iteration: β from its KL controller, and the
@@ -67,7 +110,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                 random_actions=False, force_reset=False) -> list[SingleAgentEpisode]:
         """One complete episode per environment (rows that end early idle until all end)."""
         seed = self._round_seed()
-        sampler = LMSampler(self.module.policy, self.num_envs, seed=seed)
+        sampler = self._sampler(seed)
         observations, _ = self.env.reset(seed=seed, options=self._group_prompts(seed))
         episodes = [self._start_episode(observations, row) for row in range(self.num_envs)]
         while not all(episode.is_done for episode in episodes):

@@ -12,6 +12,11 @@ of rollouts, and pushes the returned β to its environments. Three rules:
 - ``proportional``: Ziegler et al. 2019, "Fine-Tuning Language Models from Human Preferences"
   (TRL's ``AdaptiveKLController``): e = clip(d/target − 1, −0.2, 0.2), β ← β·(1 + e·n/horizon).
 
+The adaptive and proportional rules take an optional floor ``min_beta``: while the policy is
+still close to the reference both rules keep lowering β (measured KL below target), and without
+a floor β can collapse to ~0 just before the KL takes off, when the controller then needs many
+iterations to raise it again (seen on SmolLM2: β from 0.1 down to 0.014, then KL 0.19 > 0.1).
+
 ``state_dict()`` / ``load_state_dict()`` carry β exactly (a Python float) for resume.
 """
 
@@ -27,10 +32,12 @@ class KLController(abc.ABC):
 
     kind: str
 
-    def __init__(self, beta: float):
+    def __init__(self, beta: float, min_beta: float = 0.0):
         if not (math.isfinite(beta) and beta >= 0):
             raise ValueError(f"beta must be finite and >= 0, got {beta}")
-        self.beta = float(beta)
+        if not (math.isfinite(min_beta) and 0 <= min_beta <= beta):
+            raise ValueError(f"min_beta must lie in [0, beta={beta}], got {min_beta}")
+        self.beta, self.min_beta = float(beta), float(min_beta)
 
     def update(self, measured_kl: float, n_steps: int = 1) -> float:
         """Adjust β from the KL measured over ``n_steps`` samples; return the new β."""
@@ -39,7 +46,7 @@ class KLController(abc.ABC):
             raise ValueError(f"measured KL must be finite, got {measured_kl}")
         if n_steps < 1:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-        self.beta = float(self._next_beta(measured_kl, n_steps))
+        self.beta = max(self.min_beta, float(self._next_beta(measured_kl, n_steps)))
         return self.beta
 
     @abc.abstractmethod
@@ -84,12 +91,14 @@ class AdaptiveKLController(KLController):
         target: the KL d_targ to hold.
         tolerance: 1.5 in the paper; d within [target/tolerance, target·tolerance] keeps β.
         factor: 2 in the paper.
+        min_beta: floor of β (0: none).
     """
 
     kind = "adaptive"
 
-    def __init__(self, beta: float, target: float, tolerance: float = 1.5, factor: float = 2.0):
-        super().__init__(beta)
+    def __init__(self, beta: float, target: float, tolerance: float = 1.5, factor: float = 2.0,
+                 min_beta: float = 0.0):
+        super().__init__(beta, min_beta)
         _check_target(target)
         if beta <= 0 or tolerance <= 1 or factor <= 1:
             raise ValueError(
@@ -114,15 +123,17 @@ class ProportionalKLController(KLController):
         target: the KL to hold.
         horizon: how many samples it takes β to move by the full clipped error (TRL: 10000).
         error_clip: bound on the relative error d/target − 1 (0.2 in the paper).
+        min_beta: floor of β (0: none).
 
     ``n_steps`` in :meth:`update` is the number of samples the measurement covers (TRL passes
-    the batch size); it may not exceed ``horizon``, which keeps β positive.
+    the batch size); ``n_steps · error_clip`` must stay below ``horizon``, which keeps β positive.
     """
 
     kind = "proportional"
 
-    def __init__(self, beta: float, target: float, horizon: float, error_clip: float = 0.2):
-        super().__init__(beta)
+    def __init__(self, beta: float, target: float, horizon: float, error_clip: float = 0.2,
+                 min_beta: float = 0.0):
+        super().__init__(beta, min_beta)
         _check_target(target)
         if beta <= 0 or horizon <= 0 or not 0 < error_clip < 1:
             raise ValueError(
@@ -132,8 +143,9 @@ class ProportionalKLController(KLController):
         self.target, self.horizon, self.error_clip = float(target), float(horizon), error_clip
 
     def _next_beta(self, measured_kl: float, n_steps: int) -> float:
-        if n_steps > self.horizon:
-            raise ValueError(f"n_steps={n_steps} exceeds horizon={self.horizon}")
+        if n_steps * self.error_clip >= self.horizon:
+            raise ValueError(f"n_steps={n_steps} is too large for horizon={self.horizon}: "
+                             f"below target β would fall by {self.error_clip}·n/horizon >= 100%")
         # SPEC.md section 2, proportional controller: e = clip(d/target − 1, ±0.2).
         error = min(max(measured_kl / self.target - 1, -self.error_clip), self.error_clip)
         # β ← β·(1 + e·n_steps/horizon).

@@ -141,7 +141,7 @@ def _controller_kwargs(config: TrainConfig) -> dict:
     kl = config.kl
     kwargs = {"kind": kl.controller, "beta": kl.init_coef}
     if kl.controller in ("adaptive", "proportional"):
-        kwargs["target"] = kl.target
+        kwargs.update(target=kl.target, min_beta=kl.min_coef)
     if kl.controller == "proportional":
         kwargs["horizon"] = kl.horizon
     return kwargs

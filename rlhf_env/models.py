@@ -2,6 +2,7 @@
 
 A model spec is one of:
 - ``"tiny"``: a tiny random Llama and word-level tokenizer built locally in milliseconds (tests);
+  ``"tiny-wide"`` the same with attention heads of 32 (what vLLM's CPU attention needs);
 - the name of a prepared offline default (``"smollm2-135m-instruct"``, see ``rlhf_env.assets``);
 - a local folder or a Hugging Face hub id (needs a network for hub ids).
 Remote code is never trusted. Dropout is switched off: RL needs the same log-prob for the same
@@ -23,6 +24,9 @@ from transformers import (
 )
 
 TINY = "tiny"
+# The tiny models by name: (hidden size, attention heads). "tiny-wide" has heads of 32, the
+# smallest size vLLM's CPU attention supports; "tiny" (heads of 8) is transformers-only.
+TINY_SHAPES = {TINY: (32, 4), "tiny-wide": (64, 2)}
 
 # The tiny task's whole vocabulary: everyday words with VADER polarity either way, so a
 # sentiment reward has something to learn on a model that fits in a few kilobytes.
@@ -57,15 +61,16 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_model(seed: int = 0) -> LlamaForCausalLM:
+def tiny_model(seed: int = 0, name: str = TINY) -> LlamaForCausalLM:
     """A tiny random Llama (about 40k parameters) over the tiny vocabulary; same seed, same weights."""
     tokenizer = tiny_tokenizer()
+    hidden, heads = TINY_SHAPES[name]
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
-        num_attention_heads=4,
+        num_attention_heads=heads,
         num_key_value_heads=2,
         max_position_embeddings=256,
         tie_word_embeddings=True,
@@ -83,7 +88,7 @@ def load_tokenizer(spec: str | PreTrainedTokenizerBase) -> PreTrainedTokenizerBa
     """A tokenizer from a spec (see module docstring), with a pad token set."""
     if isinstance(spec, PreTrainedTokenizerBase):
         return spec
-    if spec == TINY:
+    if spec in TINY_SHAPES:
         return tiny_tokenizer()
     tokenizer = AutoTokenizer.from_pretrained(_resolve(spec), trust_remote_code=False)
     if tokenizer.pad_token is None:
@@ -97,8 +102,8 @@ def load_causal_lm(
     """A causal LM in eval mode with dropout off, from a spec (see module docstring)."""
     if isinstance(spec, PreTrainedModel):
         model = spec
-    elif spec == TINY:
-        model = tiny_model()
+    elif spec in TINY_SHAPES:
+        model = tiny_model(name=spec)
     else:
         path = _resolve(spec)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)

@@ -1,8 +1,11 @@
 """Learner connector for online DPO: groups of k sampled responses -> (best, worst) pairs.
 
 The env runner samples k responses per prompt (``group_size``); the environment scored each one.
-For every group, the highest- and lowest-scoring responses become a (chosen, rejected) pair;
-groups whose scores tie carry no preference and are dropped. The reference log-probs of both
+For every group, the responses with the highest and the lowest return become a (chosen,
+rejected) pair; groups whose returns tie carry no preference and are dropped. The return is the
+environment's reward summed over the episode, score − β·Σ_t KL_t (SPEC.md section 2): with the
+KL controller's β > 0 a response that scores well by moving far from the reference ranks lower,
+which holds the policy's KL to the controller's target; with β = 0 it is the score. The reference log-probs of both
 responses are the sums of the per-token ``log π_ref`` the environment already computed (its
 info), so the frozen reference is never run a second time.
 """
@@ -51,14 +54,14 @@ class PreferencePairConnector(ConnectorV2):
 
 
 def best_worst_pairs(episodes) -> list[tuple[Any, Any]]:
-    """(highest-, lowest-scoring) episode of every group whose scores are not all equal."""
+    """(highest-, lowest-return) episode of every group whose returns are not all equal."""
     groups = defaultdict(list)
     for episode in episodes:
         groups[episode.custom_data["group"]].append(episode)
     pairs = []
     for members in groups.values():
-        ranked = sorted(members, key=lambda e: e.custom_data["score"], reverse=True)
-        if len(ranked) >= 2 and ranked[0].custom_data["score"] > ranked[-1].custom_data["score"]:
+        ranked = sorted(members, key=lambda e: e.get_return(), reverse=True)
+        if len(ranked) >= 2 and ranked[0].get_return() > ranked[-1].get_return():
             pairs.append((ranked[0], ranked[-1]))
     return pairs
 

@@ -31,7 +31,7 @@ def test_groups_share_a_prompt_and_carry_reference_logprobs(tiny_config):
     assert len(groups) == 4 and all(len(prompts) == 1 for prompts in groups.values())
     for chosen, rejected in best_worst_pairs(episodes):
         assert chosen.custom_data["group"] == rejected.custom_data["group"]
-        assert chosen.custom_data["score"] > rejected.custom_data["score"]
+        assert chosen.get_return() > rejected.get_return()
 
 
 def test_online_dpo_raises_the_held_out_score(tiny_config):

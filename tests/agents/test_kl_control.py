@@ -94,9 +94,23 @@ def test_factory_errors_and_bad_input():
             ctl.update(bad)
     with pytest.raises(ValueError, match="n_steps"):
         ctl.update(1.0, n_steps=0)
-    with pytest.raises(ValueError, match="exceeds horizon"):
-        ctl.update(1.0, n_steps=101)
+    ctl.update(1.0, n_steps=101)  # more samples than the horizon: fine while β stays > 0
+    with pytest.raises(ValueError, match="too large for horizon"):
+        ctl.update(1.0, n_steps=500)  # 0.2·500/100 = 100%
     with pytest.raises(ValueError, match="target"):
         AdaptiveKLController(0.1, target=0.0)
     with pytest.raises(ValueError, match="beta"):
         FixedKLController(-1.0)
+
+
+def test_min_beta_is_a_floor_for_both_adaptive_rules():
+    # Measured KL far below target: the seed-000 rule halves β (0.1 → 0.05 → 0.04 floor), the
+    # proportional rule lowers it by 20%·n/horizon (0.1 → 0.08 → 0.064 → 0.06 floor).
+    adaptive = AdaptiveKLController(0.1, target=1.0, min_beta=0.04)
+    assert [adaptive.update(0.0) for _ in range(3)] == [0.05, 0.04, 0.04]
+    proportional = ProportionalKLController(0.1, target=1.0, horizon=10, min_beta=0.06)
+    betas = [proportional.update(0.0, n_steps=10) for _ in range(3)]
+    assert betas == pytest.approx([0.08, 0.064, 0.06])
+    assert proportional.update(2.0, n_steps=10) == pytest.approx(0.072)  # rises above the floor
+    with pytest.raises(ValueError, match="min_beta"):
+        AdaptiveKLController(0.1, target=1.0, min_beta=0.2)
