@@ -22,12 +22,12 @@ def generate_tokens_per_second(model, tokenizer, prompts: list[str], new_tokens:
 
 
 def build_benchmark_algo(model: str, max_new_tokens: int, num_envs: int, *overrides: str):
-    """RLlib PPO on Sentiment-v0 (or Tiny-v0 for ``model="tiny"``), sampling in process."""
+    """RLlib PPO on Sentiment-v0 (or Tiny-v0 for the tiny models), sampling in process."""
     from agents.config import load_config
     from agents.ppo.algorithm import build_ppo_config
     from agents.train import init_ray
 
-    task = "rlhf_env/Tiny-v0" if model == "tiny" else "rlhf_env/Sentiment-v0"
+    task = "rlhf_env/Tiny-v0" if model.startswith("tiny") else "rlhf_env/Sentiment-v0"
     config = load_config(None, [
         f"task.id={task}", f"task.model={model}", f"task.max_new_tokens={max_new_tokens}",
         f"scale.num_envs_per_env_runner={num_envs}", "run.wandb=disabled", *overrides,

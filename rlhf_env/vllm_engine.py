@@ -65,6 +65,8 @@ class VLLMEngine:
                  tolerance: float = 1e-3, timeout_s: float = 300.0, seed: int = 0):
         for key, value in ENGINE_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
+        # vLLM's own cache (model info) inside the project's cache, not in $HOME.
+        os.environ.setdefault("VLLM_CACHE_ROOT", str(_engine_root().parent / "vllm"))
         from vllm import LLM
 
         self.tolerance, self.timeout_s = tolerance, timeout_s

@@ -72,6 +72,14 @@ class OfflineDPO(BC):
     def get_default_config(cls) -> "OfflineDPOConfig":
         return OfflineDPOConfig()
 
+    def setup(self, config) -> None:
+        # Ray Data may reorder blocks unless told not to; the pairs must come in the table's
+        # (seeded, shuffled) order for a resumed run to read what the uninterrupted one would.
+        import ray.data
+
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
+        super().setup(config)
+
     def restore_from_path(self, path, *args, **kwargs):
         # Algorithm.restore_from_path then syncs the env runners, which offline training does
         # not have (RLlib 2.60 fails on None); restore the components only.
