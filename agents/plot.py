@@ -1,4 +1,5 @@
-"""The reward curve of a run as a PNG: training score and KL per iteration, held-out evaluations."""
+"""The reward curve of a run as a PNG: training score (or DPO accuracy) and KL per iteration,
+held-out evaluations."""
 
 from __future__ import annotations
 
@@ -22,25 +23,24 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     if not train:
         raise FileNotFoundError(f"no metrics.jsonl in {run_dir}: has this run trained?")
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-    steps = [r["iteration"] for r in train]
-    top.plot(steps, [r["reward/score"] for r in train], label="train score (batch mean)", alpha=.6)
-    if evals:
-        top.plot([r["iteration"] for r in evals], [r["eval/score"] for r in evals], "o-",
-                 label="held-out score")
-    top.set_ylabel("reward-model score")
+    # Online runs have training score, KL and β per iteration; offline DPO has its pairs'
+    # accuracy, and evaluations may add the held-out implicit-reward accuracy.
+    _line(top, train, "reward/score", "train score (batch mean)", "-", alpha=.6)
+    _line(top, evals, "eval/score", "held-out score", "o-")
+    _line(top, train, "dpo/rewards/accuracy", "train pairs: implicit-reward accuracy", "-", alpha=.6)
+    _line(top, evals, "eval/rewards/accuracy", "held-out pairs: implicit-reward accuracy", "s-")
+    top.set_ylabel("score / accuracy")
     top.legend()
     top.set_title(run_dir.name)
-    bottom.plot(steps, [r["reward/kl"] for r in train], label="KL to reference per token")
-    if evals:
-        bottom.plot([r["iteration"] for r in evals], [r["eval/kl_per_token"] for r in evals],
-                    "o-", label="held-out KL per token")
+    _line(bottom, train, "reward/kl", "KL to reference per token", "-")
+    _line(bottom, evals, "eval/kl_per_token", "held-out KL per token", "o-")
     bottom.set_ylabel("KL per token")
     bottom.set_xlabel("iteration")
     bottom.legend(loc="upper left")
-    betas = [r["policy/kl_coef"] for r in train]
+    betas = [r.get("policy/kl_coef", 0) for r in train]
     if min(betas) > 0:  # β spans decades: its own log axis (DPO runs may have β = 0)
         beta = bottom.twinx()
-        beta.semilogy(steps, betas, "k--", alpha=.5, label="β (right)")
+        beta.semilogy([r["iteration"] for r in train], betas, "k--", alpha=.5, label="β (right)")
         beta.set_ylabel("β")
         beta.legend(loc="upper right")
     out = Path(out) if out else run_dir / "reward_curve.png"
@@ -48,3 +48,10 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _line(axes, records: list[dict], key: str, label: str, style: str, **kwargs) -> None:
+    """Plot ``key`` over the iterations of the records that have it (nothing if none do)."""
+    points = [(r["iteration"], r[key]) for r in records if key in r]
+    if points:
+        axes.plot(*zip(*points), style, label=label, **kwargs)
