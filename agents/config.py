@@ -88,6 +88,8 @@ class RunConfig:
     seed: int = _f(0, "Seed of prompts, sampling, minibatch order and initial weights.")
     iterations: int = _f(20, "Training iterations.")
     checkpoint_every: int = _f(5, "Save a checkpoint every N iterations (and at the end).")
+    keep_checkpoints: int = _f(2, "Keep the newest N checkpoints (0: all); a SmolLM2 PPO "
+                               "checkpoint with its optimizer state is about 2.5 GB.")
     eval_every: int = _f(5, "Evaluate on held-out prompts every N iterations (0: start/end).")
     eval_episodes: int = _f(32, "Held-out episodes per evaluation.")
     samples_every: int = _f(5, "Log a table of sample generations every N iterations.")

@@ -213,6 +213,9 @@ def save_checkpoint(algo, controller, iteration: int, run_dir: Path, config: Tra
         {"iteration": iteration, "kl_controller": controller.state_dict()}))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
+    if config.run.keep_checkpoints > 0:
+        for old in _checkpoints(run_dir)[: -config.run.keep_checkpoints]:
+            shutil.rmtree(old)
     return final
 
 
@@ -224,7 +227,12 @@ def export_policy(algo, folder: Path, config: TrainConfig) -> None:
     load_tokenizer(config.task.model).save_pretrained(folder)
 
 
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoints, oldest first."""
+    return sorted(p for p in (run_dir / CHECKPOINTS).glob("iter_*")
+                  if not p.name.endswith(".partial") and (p / DRIVER_STATE).exists())
+
+
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    complete = sorted(p for p in (run_dir / CHECKPOINTS).glob("iter_*")
-                      if not p.name.endswith(".partial") and (p / DRIVER_STATE).exists())
+    complete = _checkpoints(run_dir)
     return complete[-1] if complete else None

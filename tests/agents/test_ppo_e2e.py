@@ -14,17 +14,19 @@ from ray.rllib.core.columns import Columns
 
 
 def test_a_few_iterations_in_process_with_checkpoint_and_export(tiny_config):
-    config = tiny_config("run.iterations=2", "run.checkpoint_every=1")
+    config = tiny_config("run.iterations=3", "run.checkpoint_every=1", "run.keep_checkpoints=2")
     records = train(config, progress=False)
-    assert [r["iteration"] for r in records] == [1, 2]
+    assert [r["iteration"] for r in records] == [1, 2, 3]
     for key in ("reward/score", "reward/kl", "reward/vader", "losses/actor_loss",
                 "losses/critic_loss", "policy/kl_coef", "perf/sample_tokens_per_s"):
         assert np.isfinite(records[-1][key]), key
     last = latest_checkpoint(config.run_dir)
-    assert last.name == "iter_000002"
+    assert last.name == "iter_000003"
     assert (last / "policy" / "model.safetensors").exists()
+    kept = sorted(p.name for p in (config.run_dir / "checkpoints").iterdir())
+    assert kept == ["iter_000002", "iter_000003"]  # the oldest was pruned
     evals = [json.loads(line) for line in (config.run_dir / "eval.jsonl").read_text().splitlines()]
-    assert [e["iteration"] for e in evals] == [0, 2]
+    assert [e["iteration"] for e in evals] == [0, 3]
 
 
 def test_two_remote_env_runners(tiny_config):
