@@ -132,6 +132,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     config = load_structured(TrainConfig, path, overrides)
     if config.algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {config.algorithm!r}")
+    if config.algorithm == "dpo_offline" and config.scale.num_learners:
+        raise ValueError("offline DPO runs on the local learner (scale.num_learners=0): its "
+                         "held-out evaluation and exact resume read the learner in process")
     if config.engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {config.engine!r}")
     if config.ppo.critic not in ("shared", "separate"):

@@ -186,9 +186,6 @@ def policy_of(algo) -> torch.nn.Module:
     local learner's where there are no env runners (offline)."""
     if algo.env_runner is not None:
         return algo.get_module().policy
-    if not algo.learner_group.is_local:
-        raise NotImplementedError("evaluating offline training needs the local learner "
-                                  "(scale.num_learners=0)")
     return algo.learner_group._learner.module[DEFAULT_MODULE_ID].policy
 
 

@@ -26,6 +26,10 @@ def test_unknown_keys_and_wrong_types_are_errors_naming_the_key():
         load_config(None, ["ppo.ppo_epochs=many"])
     with pytest.raises(ValueError, match="critic"):
         load_config(None, ["ppo.critic=both"])
+    with pytest.raises(ValueError, match="engine must be one of"):
+        load_config(None, ["engine=tgi"])
+    with pytest.raises(ValueError, match="offline DPO runs on the local learner"):
+        load_config("configs/dpo_offline.yaml", ["scale.num_learners=2"])
 
 
 def test_every_field_has_help():
