@@ -22,7 +22,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
-from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH
+from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, position_ids
 from rlhf_env.models import load_causal_lm
 
 VALUES = "values"
@@ -60,7 +60,7 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         obs = batch[Columns.OBS]
         mask = obs[ATTENTION_MASK]
         out = self.policy(input_ids=obs[INPUT_IDS], attention_mask=mask,
-                          position_ids=_positions(mask))
+                          position_ids=position_ids(mask))
         last = mask.sum(-1) - 1
         return {Columns.ACTION_DIST_INPUTS: out.logits[torch.arange(len(last)), last]}
 
@@ -86,11 +86,6 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         P-1 .. P+T-2, where P is the (common, left-padded) prompt width."""
         mask = batch[ATTENTION_MASK]
         hidden = backbone(input_ids=batch[INPUT_IDS], attention_mask=mask,
-                          position_ids=_positions(mask)).last_hidden_state
+                          position_ids=position_ids(mask)).last_hidden_state
         width = int(batch[PROMPT_WIDTH][0])
         return hidden[:, width - 1 : -1]
-
-
-def _positions(mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that skip left padding: 0 at each row's first real token."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)

@@ -21,6 +21,11 @@ ACTIONS = "actions"  # == ray.rllib.core.columns.Columns.ACTIONS
 LOSS_MASK = "loss_mask"  # == Columns.LOSS_MASK
 
 
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip left padding: 0 at each row's first real token."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def pad_sequences(
     seqs: Sequence[Sequence],
     width: int | None = None,

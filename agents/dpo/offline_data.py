@@ -26,7 +26,7 @@ import torch
 
 from agents.dpo.loss import dpo_loss, sequence_logprobs
 from agents.dpo.rows import preference_rows
-from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, pad_rows
+from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, pad_rows, position_ids
 
 PROMPT_IDS, CHOSEN_IDS, REJECTED_IDS = "prompt_ids", "chosen_ids", "rejected_ids"
 REF_CHOSEN, REF_REJECTED = "ref_chosen", "ref_rejected"
@@ -70,7 +70,7 @@ def rows_logprobs(model: torch.nn.Module, rows: dict[str, torch.Tensor],
     """Sequence log-probs of the responses in padded rows (:mod:`agents.rows`) under ``model``."""
     mask = rows[ATTENTION_MASK]
     logits = model(input_ids=rows[INPUT_IDS], attention_mask=mask,
-                   position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits
+                   position_ids=position_ids(mask)).logits
     width = int(rows[PROMPT_WIDTH][0])
     return sequence_logprobs(logits[:, width - 1 : -1], rows["actions"], rows["loss_mask"],
                              average=average)
