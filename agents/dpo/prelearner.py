@@ -3,6 +3,8 @@ process, which then imports only this (numpy, torch and RLlib's base class), not
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from ray.rllib.core import DEFAULT_MODULE_ID
 from ray.rllib.offline.offline_prelearner import OfflinePreLearner
@@ -11,6 +13,9 @@ from agents.dpo.loss import AVERAGE_LOGPROBS
 from agents.dpo.offline_data import CHOSEN_IDS, PROMPT_IDS, REF_CHOSEN, REF_REJECTED, REJECTED_IDS
 from agents.dpo.rows import REF_LOGPS
 from agents.rows import ACTIONS, ATTENTION_MASK, INPUT_IDS, LOSS_MASK, pad_rows
+
+if TYPE_CHECKING:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 
 ROW_KEYS = (INPUT_IDS, ATTENTION_MASK, ACTIONS, LOSS_MASK)
 SIDES = ("chosen", "rejected")
