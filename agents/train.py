@@ -43,9 +43,15 @@ POLICY = "policy"
 def init_ray(num_cpus: int) -> None:
     """Local Ray by default; an existing cluster when ``RAY_ADDRESS`` is set (no code change)."""
     import ray
+    from ray.tune.trainable import trainable
+
+    from rlhf_env.assets import cache_dir
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Every RLlib Algorithm makes an (empty) log folder under this module constant, by default
+    # ~/ray_results, with no option to move it: keep it in the project's cache, not in $HOME.
+    trainable.DEFAULT_STORAGE_PATH = str(cache_dir() / "ray_results")
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):

@@ -12,7 +12,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 def ray_session():
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    from agents.train import init_ray
+
+    init_ray(4)
     yield
     ray.shutdown()
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,16 @@ def test_sampler_and_learner_agree_on_logprobs(tiny_config):
         mask = rows[Columns.LOSS_MASK]
         torch.testing.assert_close(logprobs[mask], rows[Columns.ACTION_LOGP][mask],
                                    rtol=0, atol=1e-5)
+    finally:
+        algo.stop()
+
+
+def test_rllib_log_folder_is_in_the_project_cache_not_home(tiny_config):
+    from rlhf_env.assets import cache_dir
+
+    algo = build_ppo_config(tiny_config()).build_algo()
+    try:
+        assert Path(algo.logdir).is_relative_to(cache_dir() / "ray_results")
     finally:
         algo.stop()
 
