@@ -149,9 +149,20 @@ def train(config: str | None, overrides: tuple[str, ...], help_config: bool) -> 
     records = run_training(cfg)
     click.echo(f"run folder: {cfg.run_dir}")
     if records:
-        last = records[-1]
-        click.echo(f"iteration {last['iteration']}: score {last['reward/score']:+.3f}, "
-                   f"KL/token {last['reward/kl']:.4f}, beta {last['policy/kl_coef']:.4f}")
+        click.echo(summary_line(records[-1]))
+
+
+# What `train` prints of the last iteration: the rollout figures (PPO, online DPO) and the
+# DPO figures (online and offline DPO), whichever the algorithm logged.
+SUMMARY_METRICS = {"reward/score": "score", "reward/kl": "KL/token", "policy/kl_coef": "beta",
+                   "dpo/loss": "DPO loss", "dpo/rewards/accuracy": "pair accuracy"}
+
+
+def summary_line(record: dict) -> str:
+    """One line for an iteration's record, naming only the metrics it has."""
+    figures = [f"{label} {record[key]:.4f}" for key, label in SUMMARY_METRICS.items()
+               if key in record]
+    return f"iteration {record['iteration']}: " + ", ".join(figures)
 
 
 @main.command("eval")

@@ -51,3 +51,12 @@ def test_default_demo_rolls_out_smollm2_with_vader_scores():
     assert len(records) == 2
     assert all(-1.0 <= r["score"] <= 1.0 and r["completion"].strip() for r in records)
     assert all(abs(r["episode_kl"]) < 1e-2 for r in records)  # untrained policy == reference
+
+
+def test_train_summary_names_only_the_metrics_an_algorithm_logged():
+    from rlhf_env.cli import summary_line
+
+    ppo = {"iteration": 3, "reward/score": 0.25, "reward/kl": 0.05, "policy/kl_coef": 0.1}
+    offline_dpo = {"iteration": 50, "dpo/loss": 0.4777, "dpo/rewards/accuracy": 0.78125}
+    assert summary_line(ppo) == "iteration 3: score 0.2500, KL/token 0.0500, beta 0.1000"
+    assert summary_line(offline_dpo) == "iteration 50: DPO loss 0.4777, pair accuracy 0.7812"
