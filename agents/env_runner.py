@@ -18,7 +18,8 @@ Every ``sample()`` starts one fresh episode per environment with the current wei
 them once all are complete (on-policy; ``batch_mode="complete_episodes"``). With
 ``config.group_size = k > 1`` (online DPO) the environments come in groups of k that share a
 prompt. Each episode keeps its per-token reference log-probs (``REF_LOGP``, from the
-environment's info) and, in ``custom_data``, its score and group. Prompts and tokens are drawn
+environment's info) and, in ``custom_data``, its score, group and the KL coefficient β it was
+sampled under. Prompts and tokens are drawn
 from seeds derived from ``(config.seed, worker index, training iteration, call)``, so a run
 resumed from a checkpoint samples exactly what the uninterrupted run would have.
 """
@@ -131,7 +132,8 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                 )
                 if episode.is_done:
                     episode.custom_data.update(score=float(infos["score"][row]),
-                                               group=(seed, row // self.group_size))
+                                               group=(seed, row // self.group_size),
+                                               kl_coef=self.env.unwrapped.kl_coef)
                     self._log_llm_episode(infos, row)
         done = [episode.to_numpy() for episode in episodes]
         self._done_episodes_for_metrics.extend(done)

@@ -7,17 +7,21 @@ With the log-ratio ``d = log π_old(a|s) − log π_ref(a|s)`` of the sampled to
 - ``k3 = (ρ − 1) − log ρ``, ρ = π_ref/π_old = exp(−d)   unbiased and always ≥ 0.
 
 The per-token reward is ``r_t = −β·k(t)``, plus the episode's score on its last token.
+The estimators take Python floats (the environment, one token at a time) or torch tensors
+(a learner's loss, elementwise).
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
+
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
 
-def kl_estimate(logprob: float, ref_logprob: float, estimator: str = "k1") -> float:
-    """One sample's KL(π_old ‖ π_ref) estimate from the sampled token's two log-probs."""
+def kl_estimate(logprob, ref_logprob, estimator: str = "k1"):
+    """KL(π_old ‖ π_ref) estimate of sampled tokens from their two log-probs (floats or tensors)."""
     log_ratio = logprob - ref_logprob
     if estimator == "k1":
         return log_ratio
@@ -25,7 +29,8 @@ def kl_estimate(logprob: float, ref_logprob: float, estimator: str = "k1") -> fl
         return 0.5 * log_ratio * log_ratio
     if estimator == "k3":
         # ρ = π_ref/π_old; expm1 keeps (ρ − 1) accurate when the policies are close.
-        return math.expm1(-log_ratio) + log_ratio
+        expm1 = torch.expm1 if torch.is_tensor(log_ratio) else math.expm1
+        return expm1(-log_ratio) + log_ratio
     raise ValueError(f"unknown KL estimator {estimator!r}; choose one of {KL_ESTIMATORS}")
 
 

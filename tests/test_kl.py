@@ -3,6 +3,7 @@
 import math
 
 import pytest
+import torch
 
 from rlhf_env.kl import kl_estimate, token_reward
 
@@ -21,6 +22,13 @@ def test_k2_and_k3_are_non_negative_and_zero_at_equality():
         assert kl_estimate(d - 1.0, -1.0, "k3") >= 0
     for estimator in ("k1", "k2", "k3"):
         assert kl_estimate(-1.5, -1.5, estimator) == 0.0
+
+
+def test_estimators_take_tensors_elementwise():
+    logprobs, refs = torch.tensor([-1.2, -0.5, -3.0]), torch.tensor([-2.0, -0.5, -1.0])
+    for estimator in ("k1", "k2", "k3"):
+        expected = [kl_estimate(float(a), float(b), estimator) for a, b in zip(logprobs, refs)]
+        torch.testing.assert_close(kl_estimate(logprobs, refs, estimator), torch.tensor(expected))
 
 
 def test_token_reward_adds_score_only_when_given():

@@ -1,4 +1,5 @@
-"""The DPO loss (and its IPO variant) over per-sequence log-probs, and those log-probs.
+"""The DPO loss (and its IPO variant) over per-sequence log-probs, those log-probs, and the
+KL term online DPO adds to its loss.
 
 Implements SPEC.md section 2 ("DPO", seed 004): with the implicit reward
 r(x, y) = β·(log π_θ(y|x) − log π_ref(y|x)),
@@ -16,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rlhf_env.kl import kl_estimate
+
 # Whether each loss type expects per-token-averaged sequence log-probs (the ``average`` argument
 # of :func:`sequence_logprobs`). DPO uses the summed log π(y|x) of SPEC.md section 2. IPO
 # regresses the log-ratio difference h onto a fixed target 1/(2β); with summed log-probs that
@@ -26,21 +29,17 @@ import torch.nn.functional as F
 AVERAGE_LOGPROBS = {"sigmoid": False, "ipo": True}
 
 
-def sequence_logprobs(
-    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, average: bool = False
-) -> torch.Tensor:
-    """log π(y|x) = Σ_t log π(y_t|x, y_<t) of each response, over its real tokens.
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """log π(y_t|x, y_<t) of every response token; 0 on padded slots.
 
     Args:
         logits: [N, T, V], the logits at the positions that predict each response token (for a
             causal LM over :func:`agents.dpo.rows.preference_rows`, ``logits[:, P-1 : -1]``).
         tokens: [N, T] response token ids; padded slots may hold anything.
         mask: [N, T], 1 on real response tokens.
-        average: divide each row's sum by its number of real tokens (see
-            :data:`AVERAGE_LOGPROBS`).
 
     Returns:
-        [N] float32. The log-softmax runs in float32, so bf16 logits lose nothing.
+        [N, T] float32. The log-softmax runs in float32, so bf16 logits lose nothing.
     """
     if logits.shape[:-1] != tokens.shape or tokens.shape != mask.shape:
         raise ValueError(
@@ -57,8 +56,53 @@ def sequence_logprobs(
     # log π(y_t|·) = logit[y_t] − logsumexp(logits): the same as log_softmax(...).gather(...)
     # without keeping another [N, T, V] tensor for the backward.
     token_logps = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(-1)
-    total = torch.where(mask, token_logps, 0).sum(-1)
-    return total / counts if average else total
+    return torch.where(mask, token_logps, 0)
+
+
+def sequence_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, average: bool = False
+) -> torch.Tensor:
+    """log π(y|x) = Σ_t log π(y_t|x, y_<t) of each response, over its real tokens.
+
+    Takes the arguments of :func:`token_logprobs`; ``average`` divides each row's sum by its
+    number of real tokens (see :data:`AVERAGE_LOGPROBS`). Returns [N] float32.
+    """
+    return summed_logprobs(token_logprobs(logits, tokens, mask), mask, average)
+
+
+def summed_logprobs(token_logps: torch.Tensor, mask: torch.Tensor,
+                    average: bool = False) -> torch.Tensor:
+    """[N] sums (or, with ``average``, means) of [N, T] per-token log-probs over the mask."""
+    total = torch.where(mask.bool(), token_logps, 0).sum(-1)
+    return total / mask.bool().sum(-1) if average else total
+
+
+def kl_penalty(
+    token_logps: torch.Tensor, ref_token_logps: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Σ_t ½·(log π_θ(y_t|·) − log π_ref(y_t|·))² of each response: online DPO's KL term.
+
+    The k2 estimator of SPEC.md section 2, summed over the real tokens like the environment's
+    per-token KL penalty. On tokens sampled from π_θ its gradient, d_t·∇log π_θ(y_t|·) with
+    d_t the log-ratio, is a single-sample estimate of ∇KL(π_θ ‖ π_ref) at that token's state;
+    k1's gradient (∇log π_θ alone) would only push every sampled token down, and k3's is the
+    gradient of the reverse KL. Online DPO adds β·mean(kl_penalty) to its loss, β from the KL
+    controller, because DPO's own β does not hold the KL of a policy that keeps sampling new
+    pairs (README, "Online DPO").
+
+    Args:
+        token_logps: [N, T] log π_θ of each response token (carries gradients).
+        ref_token_logps: [N, T] log π_ref of the same tokens (detached here).
+        mask: [N, T], 1 on real response tokens.
+
+    Returns:
+        [N] float32, ≥ 0.
+    """
+    if not token_logps.shape == ref_token_logps.shape == mask.shape:
+        raise ValueError(f"expected three [N, T] tensors; got {tuple(token_logps.shape)}, "
+                         f"{tuple(ref_token_logps.shape)}, {tuple(mask.shape)}")
+    per_token = kl_estimate(token_logps.float(), ref_token_logps.detach().float(), "k2")
+    return torch.where(mask.bool(), per_token, 0).sum(-1)
 
 
 def dpo_loss(

@@ -15,6 +15,9 @@ import torch
 from agents.rows import pad_rows
 
 REF_LOGPS = "ref_logps"  # [2N] sequence log π_ref of each row (chosen rows first)
+# Online DPO only (its KL term, agents.dpo.loss.kl_penalty):
+REF_TOKEN_LOGPS = "ref_token_logps"  # [2N, T] per-token log π_ref, aligned with "actions"
+KL_COEF = "kl_coef"  # [2N] the KL controller's β of the iteration that sampled the row
 
 
 def preference_rows(

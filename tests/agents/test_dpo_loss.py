@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from agents.dpo.loss import AVERAGE_LOGPROBS, dpo_loss, sequence_logprobs
+from agents.dpo.loss import (AVERAGE_LOGPROBS, dpo_loss, kl_penalty, sequence_logprobs,
+                             summed_logprobs, token_logprobs)
 
 
 def sigmoid(x):
@@ -200,3 +201,27 @@ def test_sequence_logprobs_errors():
     mask[1] = 0
     with pytest.raises(ValueError, match=r"rows \[1\] have no real response tokens"):
         sequence_logprobs(logits, tokens, mask)
+
+
+def test_token_logprobs_are_zero_on_padding_and_sum_to_the_sequence():
+    logits, tokens, mask = padded_example()
+    per_token = token_logprobs(logits, tokens, mask)
+    assert per_token.shape == (2, 3) and per_token[1, 2] == 0
+    torch.testing.assert_close(per_token.sum(-1), sequence_logprobs(logits, tokens, mask))
+    torch.testing.assert_close(summed_logprobs(per_token, mask, average=True),
+                               sequence_logprobs(logits, tokens, mask, average=True))
+
+
+def test_kl_penalty_by_hand():
+    policy = torch.tensor([[-1.0, -2.0, -0.5], [-1.5, -0.2, -9.0]], requires_grad=True)
+    ref = torch.tensor([[-1.5, -1.0, -0.5], [-1.0, -0.2, -1.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    # k2 = ½d², d = policy − ref: row 0: d = [0.5, −1, 0] → 0.125 + 0.5 + 0 = 0.625;
+    # row 1: d = [−0.5, 0, (−8 masked)] → 0.125
+    penalty = kl_penalty(policy, ref, mask)
+    torch.testing.assert_close(penalty, torch.tensor([0.625, 0.125]))
+    # its gradient is d on real tokens (pulls each log-prob toward the reference), 0 on padding
+    penalty.sum().backward()
+    torch.testing.assert_close(policy.grad, torch.tensor([[0.5, -1.0, 0.0], [-0.5, 0.0, 0.0]]))
+    with pytest.raises(ValueError, match=r"three \[N, T\] tensors"):
+        kl_penalty(policy, ref[:, :2], mask)
