@@ -67,7 +67,8 @@ class DPOConfig:
 @dataclass
 class KLConfig:
     controller: str = _f("adaptive", "fixed, adaptive (seed 000 PPO-KL rule) or proportional.")
-    init_coef: float = _f(0.05, "Initial β.")
+    init_coef: float = _f(0.05, "Initial β (PPO: of the per-token reward; online DPO: of the "
+                          "KL term in the loss).")
     target: float = _f(0.05, "Target per-token KL to the reference (adaptive/proportional).")
     horizon: int = _f(10000, "Horizon in tokens of the proportional controller.")
     min_coef: float = _f(0.0, "Floor of β for the adaptive and proportional controllers.")
