@@ -19,9 +19,9 @@ them once all are complete (on-policy; ``batch_mode="complete_episodes"``). With
 ``config.group_size = k > 1`` (online DPO) the environments come in groups of k that share a
 prompt. Each episode keeps its per-token reference log-probs (``REF_LOGP``, from the
 environment's info) and, in ``custom_data``, its score, group and the KL coefficient β it was
-sampled under. Prompts and tokens are drawn
-from seeds derived from ``(config.seed, worker index, training iteration, call)``, so a run
-resumed from a checkpoint samples exactly what the uninterrupted run would have.
+sampled under. Prompts and tokens are drawn from seeds derived from ``(config.seed, worker
+index, training iteration, call)``, so a run resumed from a checkpoint samples exactly what the
+uninterrupted run would have.
 """
 
 from __future__ import annotations
