@@ -85,8 +85,8 @@ def kl_penalty(
     The k2 estimator of SPEC.md section 2, summed over the real tokens like the environment's
     per-token KL penalty. On tokens sampled from π_θ its gradient, d_t·∇log π_θ(y_t|·) with
     d_t the log-ratio, is a single-sample estimate of ∇KL(π_θ ‖ π_ref) at that token's state;
-    k1's gradient (∇log π_θ alone) would only push every sampled token down, and k3's is the
-    gradient of the reverse KL. Online DPO adds β·mean(kl_penalty) to its loss, β from the KL
+    k1's gradient (∇log π_θ alone) would only push every sampled token down, and k3's,
+    (1 − π_ref/π_θ)·∇log π_θ, estimates the gradient of KL(π_ref ‖ π_θ) instead. Online DPO adds β·mean(kl_penalty) to its loss, β from the KL
     controller, because DPO's own β does not hold the KL of a policy that keeps sampling new
     pairs (README, "Online DPO").
 
