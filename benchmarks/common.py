@@ -31,9 +31,9 @@ def benchmark_task(model: str) -> str:
 
 def build_benchmark_algo(model: str, max_new_tokens: int, num_envs: int, *overrides: str):
     """RLlib PPO on :func:`benchmark_task`'s task, sampling in process."""
-    from agents.config import load_config
+    from agents.core.config import load_config
     from agents.ppo.algorithm import build_ppo_config
-    from agents.train import init_ray
+    from agents.driver.loop import init_ray
 
     config = load_config(None, [
         f"task.id={benchmark_task(model)}", f"task.model={model}",

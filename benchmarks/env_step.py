@@ -27,8 +27,8 @@ import torch
 import rlhf_env  # noqa: F401
 from common import generate_tokens_per_second
 from rlhf_env import TokenAction
-from rlhf_env.models import load_causal_lm, load_tokenizer
-from rlhf_env.sampler import LMSampler
+from rlhf_env.data.models import load_causal_lm, load_tokenizer
+from rlhf_env.policy.sampler import LMSampler
 
 
 def make_envs(model, tokenizer, batch: int, max_new_tokens: int, max_prompt_tokens: int):

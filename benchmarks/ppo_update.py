@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from agents.module import ATTENTION_MASK, INPUT_IDS
+from agents.core.module import ATTENTION_MASK, INPUT_IDS
 from agents.ppo.connector import PROMPT_WIDTH, sequence_rows
 from common import build_benchmark_algo
 from ray.rllib.core.columns import Columns

@@ -22,7 +22,7 @@ import time
 import torch
 
 from common import build_benchmark_algo, generate_tokens_per_second
-from rlhf_env.models import load_tokenizer
+from rlhf_env.data.models import load_tokenizer
 
 
 if __name__ == "__main__":

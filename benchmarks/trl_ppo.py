@@ -140,7 +140,7 @@ def run_rlhf_env(args) -> dict:
     import psutil
     import ray
 
-    from agents.train import iteration_metrics
+    from agents.driver.loop import iteration_metrics
 
     _, algo = build_benchmark_algo(
         args.model, args.max_new_tokens, args.rollout_batch,
@@ -179,8 +179,8 @@ def run_trl(args) -> dict:
 
     from rewards import build_reward
     from rlhf_env import TASKS
-    from rlhf_env.models import load_causal_lm, load_tokenizer
-    from rlhf_env.prompts import load_prompts
+    from rlhf_env.data.models import load_causal_lm, load_tokenizer
+    from rlhf_env.data.prompts import load_prompts
 
     task = TASKS[benchmark_task(args.model)]
     tokenizer = load_tokenizer(args.model)

@@ -5,14 +5,13 @@ all-MiniLM-L6-v2) and the learned reward model (mean pooling for encoders, the l
 for causal LMs).
 
 A backbone spec is an offline default's name (``"all-minilm-l6-v2"``, ``"smollm2-135m-instruct"``;
-see :mod:`rlhf_env.assets`), ``"tiny"`` (the tiny random Llama of :mod:`rlhf_env.models`), a
-local folder or a hub id. It loads with ``transformers.AutoModel`` (the trunk, no task head),
+see :mod:`rlhf_env.data.assets`), ``"tiny"`` (the tiny random Llama of :mod:`rlhf_env.data.tiny`),
+a local folder or a hub id. It loads with ``transformers.AutoModel`` (the trunk, no task head),
 never with remote code.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,16 +23,15 @@ def load_backbone(spec: str) -> tuple[Any, Any]:
     """``(tokenizer, model)``: the tokenizer (with a pad token) and the headless trunk."""
     from transformers import AutoModel, AutoTokenizer
 
-    from rlhf_env import models
+    from rlhf_env.data.models import resolve_model_path, with_pad_token
+    from rlhf_env.data.tiny import tiny_model, tiny_tokenizer
 
-    if spec == models.TINY:
-        return models.tiny_tokenizer(), models.tiny_model().model  # Llama trunk, no LM head
+    if spec == "tiny":
+        return tiny_tokenizer(), tiny_model().model  # Llama trunk, no LM head
     # An offline default's name becomes its prepared folder (raising, with the command that
     # prepares it, when missing); a local folder or hub id is used as is.
-    path = spec if Path(spec).exists() else models._resolve(spec)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    if tokenizer.pad_token is None:  # causal LMs often have none; pad with eos
-        tokenizer.pad_token = tokenizer.eos_token
+    path = resolve_model_path(spec)
+    tokenizer = with_pad_token(AutoTokenizer.from_pretrained(path, trust_remote_code=False))
     return tokenizer, AutoModel.from_pretrained(path, trust_remote_code=False)
 
 

@@ -1,4 +1,4 @@
-"""Tests for the offline-asset cache (rlhf_env.assets): fast, no network.
+"""Tests for the offline-asset cache (rlhf_env.data.assets): fast, no network.
 
 Downloads are replaced by small archives built in the test, so the build machinery (atomic
 rename, completion marker, idempotence, archive extraction) runs for real without pip.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_env import assets
-from rlhf_env.assets import (
+from rlhf_env.data import assets
+from rlhf_env.data.assets import (
     Asset,
     AssetBuildError,
     AssetDownloadError,

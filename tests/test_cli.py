@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from rlhf_env.cli import main
+from agents.cli import main
 
 
 def test_rollout_on_the_tiny_task_prints_episodes():
@@ -40,7 +40,7 @@ def test_unknown_task_is_a_clear_error():
 
 @pytest.mark.slow
 def test_default_demo_rolls_out_smollm2_with_vader_scores():
-    from rlhf_env.assets import is_prepared
+    from rlhf_env.data.assets import is_prepared
 
     if not is_prepared("smollm2-135m-instruct"):
         pytest.skip("offline defaults not prepared: run `rlhf-env prepare`")
@@ -54,7 +54,7 @@ def test_default_demo_rolls_out_smollm2_with_vader_scores():
 
 
 def test_train_summary_names_only_the_metrics_an_algorithm_logged():
-    from rlhf_env.cli import summary_line
+    from agents.cli import summary_line
 
     ppo = {"iteration": 3, "reward/score": 0.25, "reward/kl": 0.05, "policy/kl_coef": 0.1}
     offline_dpo = {"iteration": 50, "dpo/loss": 0.4777, "dpo/rewards/accuracy": 0.78125}

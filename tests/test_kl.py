@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlhf_env.kl import kl_estimate, token_reward
+from rlhf_env.envs.kl import kl_estimate, token_reward
 
 
 def test_estimators_by_hand():

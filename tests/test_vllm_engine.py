@@ -12,8 +12,8 @@ if os.environ.get("RLHF_ENV_REQUIRE_VLLM"):
 else:
     pytest.importorskip("vllm")
 
-from rlhf_env.models import load_causal_lm, load_tokenizer  # noqa: E402
-from rlhf_env.vllm_engine import (  # noqa: E402
+from rlhf_env.data.models import load_causal_lm, load_tokenizer  # noqa: E402
+from rlhf_env.policy.vllm_engine import (  # noqa: E402
     VLLMEngine,
     VLLMSampler,
     WeightSyncError,
@@ -77,8 +77,8 @@ def test_weight_sync_is_verified_and_a_corrupted_sync_is_reported(engine, policy
 
 
 def test_ppo_end_to_end_with_the_vllm_engine(tmp_path):
-    from agents.config import load_config
-    from agents.train import init_ray, train
+    from agents.core.config import load_config
+    from agents.driver.loop import init_ray, train
 
     init_ray(1)
     config = load_config("configs/ppo_tiny.yaml", [

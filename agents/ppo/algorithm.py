@@ -1,45 +1,67 @@
-"""RLlib's PPO algorithm configured for LLM policies on rlhf_env (new API stack).
+"""PPO for LLM policies on RLlib (new API stack): Schulman et al. 2017 with the per-token KL
+reward of Ziegler et al. 2019 (docs/formulation.md eqs. 1-17).
 
-RLlib's own PPO training step (sample -> learner update -> weight sync) runs unchanged; the LLM
-parts plug in through ``agents.algorithm.configure_llm``: one row per episode with GAE
-(``SequenceBatchConnector``) and SPEC.md section 2 losses over row minibatches
-(``LLMPPOLearner``). RLlib's ``use_kl_loss`` (KL to the previous policy) is off: the KL to the
-reference is in the environment's reward, with β pushed by the driver's KL controller.
+RLlib's PPO algorithm class runs with our training step (:mod:`agents.core.training_step`:
+exactly ``ppo.episodes_per_iteration`` whole episodes, sharded whole over the learners) and our
+LLM pieces: one row per episode with GAE (:class:`SequenceBatchConnector`) and the PPO losses
+over row minibatches (:class:`LLMPPOLearner`). RLlib's ``use_kl_loss`` (KL to the previous
+policy) is off: the KL to the reference is in the environment's reward, with β pushed by the
+driver's KL controller.
 """
 
 from __future__ import annotations
 
 import functools
 
+from ray.rllib.algorithms.ppo import PPO as RLlibPPO
 from ray.rllib.algorithms.ppo import PPOConfig as RLlibPPOConfig
 
-from agents.algorithm import configure_llm
-from agents.config import TrainConfig
+from agents.core.algorithm import OnlineLLMAlgorithm
+from agents.core.training_step import OnlineTrainingStep
+from agents.ppo.config import PPOSettings
 from agents.ppo.connector import SequenceBatchConnector
 from agents.ppo.learner import LLMPPOLearner
 
 
-def build_ppo_config(config: TrainConfig) -> RLlibPPOConfig:
-    """The RLlib ``PPOConfig`` of a training config."""
-    ppo = config.ppo
-    rllib_config = configure_llm(
-        RLlibPPOConfig(), config, critic=ppo.critic, learner_class=LLMPPOLearner,
-        learner_config={
-            "ppo_epochs": ppo.ppo_epochs, "minibatch_rows": ppo.minibatch_rows,
-            "clip_eps": ppo.clip_eps, "vf_coef": ppo.vf_coef,
-            "entropy_coef": ppo.entropy_coef, "value_clip": ppo.value_clip,
-        },
-        learner_connector=functools.partial(
-            SequenceBatchConnector, gamma=ppo.gamma, lam=ppo.lam,
-            whiten_advantages=ppo.whiten_advantages),
-    )
-    return rllib_config.training(
-        lr=ppo.lr,
-        grad_clip=ppo.grad_clip,
-        grad_clip_by="global_norm",
-        use_kl_loss=False,
-        train_batch_size_per_learner=ppo.episodes_per_iteration * config.task.max_new_tokens
-        // max(1, config.scale.num_learners),
-        minibatch_size=None,
-        num_epochs=1,  # PPO's epochs run inside LLMPPOLearner, over whole episodes
-    )
+class LLMPPO(OnlineTrainingStep, RLlibPPO):
+    """RLlib's PPO with the episode-exact, episode-sharded training step."""
+
+
+class LLMPPOConfig(RLlibPPOConfig):
+    def __init__(self, algo_class=None):
+        super().__init__(algo_class=algo_class or LLMPPO)
+
+
+class PPOAlgorithm(OnlineLLMAlgorithm):
+    def episodes_per_iteration(self, config) -> int:
+        return config.algo.episodes_per_iteration
+
+    def validate(self, config) -> None:
+        super().validate(config)
+        if config.algo.minibatch_episodes % config.scale.learning_processes:
+            raise ValueError(f"ppo.minibatch_episodes={config.algo.minibatch_episodes} does not "
+                             f"split evenly over scale.num_learners={config.scale.num_learners}")
+
+    def rllib_config(self, config) -> LLMPPOConfig:
+        ppo = config.algo
+        rllib_config = self.configure_online(
+            LLMPPOConfig(), config, critic=ppo.critic, learner_class=LLMPPOLearner,
+            learner_config={
+                "epochs": ppo.epochs, "minibatch_episodes": ppo.minibatch_episodes,
+                "clip_eps": ppo.clip_eps, "vf_coef": ppo.vf_coef,
+                "entropy_coef": ppo.entropy_coef, "value_clip": ppo.value_clip,
+            },
+            learner_connector=functools.partial(
+                SequenceBatchConnector, gamma=ppo.gamma, lam=ppo.lam,
+                whiten_advantages=ppo.whiten_advantages),
+        )
+        return rllib_config.training(
+            lr=ppo.lr, grad_clip=ppo.grad_clip, grad_clip_by="global_norm", use_kl_loss=False,
+            # RLlib's batch settings are unused (our training step samples whole episodes and
+            # the learner makes its own minibatches); these only pass PPO's config checks.
+            train_batch_size_per_learner=ppo.episodes_per_iteration, minibatch_size=None,
+            num_epochs=1,
+        )
+
+
+PPO = PPOAlgorithm("ppo", "ppo", PPOSettings)

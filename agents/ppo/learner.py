@@ -1,36 +1,47 @@
-"""PPO's learner for LLM policies: SPEC.md section 2 losses on whole-episode rows.
+"""PPO's learner for LLM policies: docs/formulation.md eqs. 11-15 on whole-episode rows.
 
 Each minibatch is one forward per episode row: logits and values of every response token, the
-clipped surrogate, the (optionally clipped) value loss and the entropy bonus. Epochs over
-minibatches of rows (episodes are never split) come from :class:`RowMinibatchLearner`.
+clipped surrogate, the (optionally clipped) value loss and the entropy bonus, means over the
+real tokens of the global minibatch. Epochs over minibatches of rows (episodes are never split)
+come from :class:`~agents.core.learner.RowMinibatchLearner`.
 """
 
 from __future__ import annotations
 
-from ray.rllib.core.columns import Columns
+import torch
 
-from agents.learner import RowMinibatchLearner
-from agents.module import VALUES
-from agents.ppo.loss import ppo_loss, token_logprobs_and_entropy
+from agents.core.columns import (
+    ACTION_DIST_INPUTS,
+    ACTION_LOGP,
+    ACTIONS,
+    ADVANTAGES,
+    LOSS_MASK,
+    VALUE_TARGETS,
+    VALUES,
+    VF_PREDS,
+)
+from agents.core.learner import RowMinibatchLearner
+from agents.ppo.loss import ppo_loss
+from rlhf_env.data.ops import entropy, token_logprobs
 
 
 class LLMPPOLearner(RowMinibatchLearner):
     """Clipped-surrogate PPO with a value loss and optional entropy bonus, per token."""
 
-    epochs_key = "ppo_epochs"
-    minibatch_key = "minibatch_rows"
+    minibatch_key = "minibatch_episodes"
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         ppo = config.learner_config_dict
-        logprobs, entropy = token_logprobs_and_entropy(
-            fwd_out[Columns.ACTION_DIST_INPUTS], batch[Columns.ACTIONS],
-            entropy_grad=ppo["entropy_coef"] > 0,
-        )
+        logits, mask = fwd_out[ACTION_DIST_INPUTS], batch[LOSS_MASK]
+        logprobs = token_logprobs(logits, batch[ACTIONS], mask)
+        # The entropy is only logged unless it has a weight: no graph for it then.
+        with torch.set_grad_enabled(ppo["entropy_coef"] > 0 and torch.is_grad_enabled()):
+            token_entropy = entropy(logits)
         loss, stats = ppo_loss(
-            logprobs, batch[Columns.ACTION_LOGP], batch[Columns.ADVANTAGES], fwd_out[VALUES],
-            batch[Columns.VF_PREDS], batch[Columns.VALUE_TARGETS], batch[Columns.LOSS_MASK],
-            entropy, clip_eps=ppo["clip_eps"], vf_coef=ppo["vf_coef"],
-            ent_coef=ppo["entropy_coef"], value_clip=ppo["value_clip"],
+            logprobs, batch[ACTION_LOGP], batch[ADVANTAGES], fwd_out[VALUES], batch[VF_PREDS],
+            batch[VALUE_TARGETS], mask, token_entropy, clip_eps=ppo["clip_eps"],
+            vf_coef=ppo["vf_coef"], ent_coef=ppo["entropy_coef"], value_clip=ppo["value_clip"],
+            denominator=self.mean_denominator(mask.sum()),
         )
         self.metrics.log_dict({f"losses/{k}": v.item() for k, v in stats.items()},
                               key=module_id, reduce="mean")

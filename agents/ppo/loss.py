@@ -1,44 +1,17 @@
-"""The PPO-Clip actor-critic loss over padded token batches, and per-token log-probs/entropy.
+"""The PPO-Clip actor-critic loss over padded token batches (docs/formulation.md eqs. 11-15).
 
-Implements SPEC.md section 2 ("PPO losses"; seed 001 formulas 6-9, seed 000 PPO-Clip): every
-mean is a masked mean over the real response tokens of the whole batch, so padding changes
-nothing. The reported statistics follow CleanRL's set (Huang et al., "The 37 Implementation
-Details of PPO").
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms". Every mean is over the real
+response tokens of the minibatch, so padding changes nothing; with several learners the caller
+passes the ``denominator`` that makes it a mean over the global minibatch
+(:meth:`agents.core.learner.RowMinibatchLearner.mean_denominator`). The reported statistics
+follow CleanRL's set (Huang et al. 2022, "The 37 Implementation Details of PPO").
 """
 
 from __future__ import annotations
 
 import torch
 
-from agents.ppo.gae import masked_mean, masked_var
-
-
-def token_logprobs_and_entropy(
-    logits: torch.Tensor, tokens: torch.Tensor, entropy_grad: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-prob of each response token and the policy's entropy at its position.
-
-    Args:
-        logits: [N, T, V], the policy's logits at the positions that predict each response token
-            (for a causal LM, the logits one position before each token).
-        tokens: [N, T] token ids.
-        entropy_grad: pass False when the entropy only gets logged (``ent_coef == 0``): it is then
-            computed without autograd, which keeps no extra [N, T, V] tensors for the backward.
-
-    Returns:
-        ``(logprobs, entropy)``, both [N, T] float32. ``log_softmax`` runs once (in float32, so
-        bf16 logits lose nothing); entropy is ``−Σ_v p log p`` from the same log-probs.
-    """
-    if logits.shape[:-1] != tokens.shape:
-        raise ValueError(
-            f"logits [N, T, V] and tokens [N, T] disagree: {tuple(logits.shape)} vs "
-            f"{tuple(tokens.shape)}"
-        )
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    logprobs = logp.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
-    with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-        entropy = -(logp.exp() * logp).sum(-1)
-    return logprobs, entropy
+from agents.core.masked import masked_mean, masked_sum, masked_var
 
 
 def explained_variance(
@@ -67,8 +40,9 @@ def ppo_loss(
     vf_coef: float = 0.1,
     ent_coef: float = 0.0,
     value_clip: float | None = None,
+    denominator: torch.Tensor | float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """PPO-Clip loss ``actor_loss + c_v·critic_loss − c_H·entropy`` (SPEC.md section 2).
+    """PPO-Clip loss ``actor_loss + c_v·critic_loss − c_H·entropy`` (docs/formulation.md eq. 15).
 
     Args:
         logprobs: [N, T] log π_θ(a_t|s_t) from the policy being trained (carries gradients).
@@ -80,10 +54,12 @@ def ppo_loss(
         mask: [N, T], 1 on real response tokens.
         entropy: [N, T] policy entropy per position, or None (allowed only when ``ent_coef == 0``).
         clip_eps: ε of the ratio clip.
-        vf_coef: c_v, the critic loss weight (seed 001: 0.1).
+        vf_coef: c_v, the critic loss weight (0.1, as in TRL's original PPO).
         ent_coef: c_H, the entropy bonus weight.
         value_clip: if set, the critic's move from V_old is clipped to ±value_clip and the worse
             of the clipped and unclipped squared errors is used.
+        denominator: what the token sums of the three loss terms are divided by (default: the
+            number of real tokens, a plain masked mean).
 
     Returns:
         ``(loss, stats)``; ``stats`` holds detached scalars: ``actor_loss``, ``critic_loss``,
@@ -114,26 +90,34 @@ def ppo_loss(
         None if tensor is None else torch.where(mask, tensor, 0) for tensor in tensors.values()
     )
 
-    # SPEC.md section 2, ratio_t = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t)) (seed 001 formula 7).
+    if denominator is None:
+        if not mask.any():
+            raise ValueError("PPO loss over a batch with no real tokens (mask is all zero)")
+        denominator = mask.sum()
+
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return masked_sum(x, mask) / denominator
+
+    # docs/formulation.md eq. 11: ratio_t = exp(log π_θ(a_t|s_t) − log π_old(a_t|s_t)).
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
-    # SPEC.md section 2, actor_loss = −mean(min(ratio·A, clip(ratio, 1−ε, 1+ε)·A)) (seed 000).
+    # eq. 12: actor_loss = −mean(min(ratio·A, clip(ratio, 1−ε, 1+ε)·A)).
     surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
-    actor_loss = -masked_mean(surrogate, mask)
+    actor_loss = -mean(surrogate)
 
-    # SPEC.md section 2, critic_loss = ½·mean((V_θ(s_t) − return_t)²) (seed 001 formula 8).
+    # eq. 13: critic_loss = ½·mean((V_θ(s_t) − return_t)²), optionally value-clipped:
+    # V_clip = V_old + clip(V − V_old, ±c), and the worse of the two errors.
     squared_error = (values - returns) ** 2
     if value_clip is not None:
-        # SPEC.md section 2, "optionally value-clipped": V_clip = V_old + clip(V − V_old, ±c).
         clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
         squared_error = torch.max(squared_error, (clipped - returns) ** 2)
-    critic_loss = 0.5 * masked_mean(squared_error, mask)
+    critic_loss = 0.5 * mean(squared_error)
 
-    # SPEC.md section 2, loss = actor_loss + c_v·critic_loss − c_H·entropy (seed 001 formula 9).
+    # eq. 15: loss = actor_loss + c_v·critic_loss − c_H·entropy (eq. 14).
     loss = actor_loss + vf_coef * critic_loss
     stats = {"actor_loss": actor_loss.detach(), "critic_loss": critic_loss.detach()}
     if entropy is not None:
-        mean_entropy = masked_mean(entropy, mask)
+        mean_entropy = mean(entropy)
         loss = loss - ent_coef * mean_entropy
         stats["entropy"] = mean_entropy.detach()
 

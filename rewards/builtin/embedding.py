@@ -5,7 +5,7 @@ with plain ``transformers``: the encoder's last hidden states, mean-pooled over 
 mask, L2-normalised; the reward is the dot product of the two embeddings, in [-1, 1].
 
 The default model ``"all-minilm-l6-v2"`` is the offline asset prepared by ``rlhf-env prepare``
-(SPEC.md section 7); any other value is a local folder or a hub id for ``from_pretrained``, never
+(the offline defaults); any other value is a local folder or a hub id for ``from_pretrained``, never
 with remote code. torch and transformers are imported, and the model loaded, on the first call;
 the loaded model is shared by every reward instance that names it.
 """
@@ -116,7 +116,7 @@ class _Encoder:
 def _encoder(model: str) -> _Encoder:
     """The encoder for a ``model`` param, loaded once per process."""
     if model == DEFAULT_MODEL:
-        from rlhf_env.assets import asset_path  # raises, naming `rlhf-env prepare`, if missing
+        from rlhf_env.data.assets import asset_path  # raises, naming `rlhf-env prepare`, if missing
 
         return _Encoder(str(asset_path(DEFAULT_MODEL)))
     return _Encoder(model)

@@ -12,7 +12,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 def ray_session():
     import ray
 
-    from agents.train import init_ray
+    from agents.driver.loop import init_ray
 
     init_ray(4)
     yield
@@ -22,7 +22,7 @@ def ray_session():
 @pytest.fixture
 def tiny_config(tmp_path, ray_session):
     """The tiny PPO preset with a run folder in tmp_path; pass overrides as strings."""
-    from agents.config import load_config
+    from agents.core.config import load_config
 
     def make(*overrides):
         return load_config("configs/ppo_tiny.yaml",

@@ -6,9 +6,9 @@ import pytest
 from click.testing import CliRunner
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from agents.config import describe, load_config
-from agents.tracking import Tracker
-from rlhf_env.cli import main
+from agents.core.config import describe, load_config
+from agents.core.tracking import Tracker
+from agents.cli import main
 
 
 def test_preset_and_dotted_overrides_are_typed():

@@ -11,8 +11,8 @@ import torch
 from agents.dpo.offline import prepare_pair_tables, stack_pairs
 from agents.dpo.prelearner import PreferencePreLearner
 from agents.dpo.offline_data import REF_CHOSEN, response_logprobs
-from agents.train import latest_checkpoint, train
-from rlhf_env.models import load_causal_lm
+from agents.driver.loop import latest_checkpoint, train
+from rlhf_env.data.models import load_causal_lm
 
 GOOD = "good great love wonderful amazing best fun happy beautiful nice brilliant".split()
 BAD = "bad awful terrible boring worst hate sad dull poor ugly waste".split()

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.algorithm import build_algorithm_config
+from agents.core.rllib_config import build_algorithm_config
 from agents.dpo.connector import PreferencePairConnector, best_worst_pairs
 from agents.dpo.rows import KL_COEF, REF_LOGPS, REF_TOKEN_LOGPS
-from agents.env_runner import REF_LOGP
-from agents.train import train
+from agents.core.env_runner import REF_LOGP
+from agents.driver.loop import train
 
 DPO = ("algorithm=dpo_online", "dpo.group_size=4", "dpo.lr=3e-3", "dpo.beta=0.1",
        "scale.num_envs_per_env_runner=16", "run.name=dpo_tiny")

@@ -9,7 +9,7 @@ import torch
 from agents.dpo.loss import dpo_loss, sequence_logprobs
 from agents.dpo.rows import preference_rows
 from agents.rows import pad_rows, pad_sequences
-from rlhf_env.models import tiny_model
+from rlhf_env.data.models import tiny_model
 
 PROMPTS = [[5, 6], [7]]
 CHOSEN = [[8], [9, 10, 11]]

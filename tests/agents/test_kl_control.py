@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from agents.kl_control import (
+from agents.core.kl_control import (
     AdaptiveKLController,
     FixedKLController,
     ProportionalKLController,

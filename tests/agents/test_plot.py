@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from agents.plot import plot_run
+from agents.driver.plot import plot_run
 
 
 @pytest.mark.parametrize("beta", [0.05, 0.0])

@@ -10,7 +10,7 @@ import torch
 
 from agents.ppo.algorithm import build_ppo_config
 from agents.ppo.connector import sequence_rows
-from agents.train import latest_checkpoint, train
+from agents.driver.loop import latest_checkpoint, train
 from ray.rllib.core.columns import Columns
 
 
@@ -87,7 +87,7 @@ def test_sampler_and_learner_agree_on_logprobs(tiny_config):
 
 
 def test_rllib_log_folder_is_in_the_project_cache_not_home(tiny_config):
-    from rlhf_env.assets import cache_dir
+    from rlhf_env.data.assets import cache_dir
 
     algo = build_ppo_config(tiny_config()).build_algo()
     try:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from rewards.preferences import (
+from rlhf_env.data.preferences import (
     Preference,
     PreferenceDataError,
     load_preferences,
@@ -150,7 +150,7 @@ def test_movie_review_pairing_on_a_small_corpus(tmp_path, monkeypatch):
 
 
 def test_movie_reviews_missing_says_how_to_prepare(tmp_path, monkeypatch):
-    from rlhf_env.assets import MissingAssetError
+    from rlhf_env.data.assets import MissingAssetError
 
     monkeypatch.setenv("RLHF_ENV_CACHE", str(tmp_path))
     with pytest.raises(MissingAssetError, match="rlhf-env prepare"):
@@ -159,7 +159,7 @@ def test_movie_reviews_missing_says_how_to_prepare(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_real_movie_review_pairs():
-    from rlhf_env.assets import MissingAssetError, asset_path
+    from rlhf_env.data.assets import MissingAssetError, asset_path
 
     try:
         asset_path("movie-reviews")

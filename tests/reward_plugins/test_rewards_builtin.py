@@ -127,16 +127,16 @@ def test_embedding_default_model_comes_from_the_prepared_asset(
     tiny_encoder, monkeypatch, clean_encoder_cache
 ):
     asked = []
-    assets = types.ModuleType("rlhf_env.assets")
+    assets = types.ModuleType("rlhf_env.data.assets")
     assets.asset_path = lambda name: asked.append(name) or tiny_encoder
-    monkeypatch.setitem(sys.modules, "rlhf_env.assets", assets)
+    monkeypatch.setitem(sys.modules, "rlhf_env.data.assets", assets)
     assert score("embedding_similarity", ["the cat"], reference="the cat") == [pytest.approx(1.0)]
     assert asked == ["all-minilm-l6-v2"]
 
 
 @pytest.mark.slow
 def test_real_minilm_scores_a_paraphrase_above_an_unrelated_sentence(clean_encoder_cache):
-    assets = pytest.importorskip("rlhf_env.assets", reason="rlhf_env.assets is not written yet")
+    assets = pytest.importorskip("rlhf_env.data.assets", reason="rlhf_env.data.assets is not written yet")
     try:
         assets.asset_path("all-minilm-l6-v2")
     except assets.MissingAssetError as exc:

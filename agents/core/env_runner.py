@@ -1,0 +1,188 @@
+"""An RLlib env runner that steps rlhf_env's batched environment with a KV-cached LLM sampler.
+
+RLlib's stock runner runs the module's forward on the full observation at every token (the cost
+grows with the prefix) and ships vocabulary-sized logits per token. This runner keeps RLlib's
+machinery (module built from the spec, weight sync, metrics, fault tolerance, checkpoints) and
+replaces only the sampling loop: the module's policy samples through
+:class:`rlhf_env.policy.sampler.LMSampler` (one single-token forward per step for all environments),
+each action carries its log-prob to the environment (the KL term) and into the episode as
+``ACTION_LOGP`` (PPO's π_old). Nothing vocabulary-sized leaves the runner.
+
+With the module's ``engine: vllm`` the tokens come from an in-process vLLM engine instead
+(:mod:`rlhf_env.policy.vllm_engine`: every environment's whole response in one batched call,
+handed to the environment token by token). After RLlib syncs new weights into the module, the next
+``sample()`` first copies them into the engine and verifies its log-probs against the module's
+(a mismatch or a timeout is a :class:`~rlhf_env.policy.vllm_engine.WeightSyncError`).
+
+Every ``sample()`` starts one fresh episode per environment with the current weights and returns
+them once all are complete (on-policy; ``batch_mode="complete_episodes"``). With
+``config.group_size = k > 1`` (online DPO) the environments come in groups of k that share a
+prompt. Each episode keeps its per-token reference log-probs (``REF_LOGP``, from the
+environment's info) and, in ``custom_data``, its score, group and the KL coefficient β it was
+sampled under. Metrics are logged as sums over the iteration's episodes (score, KL, tokens,
+episodes, each reward component), which the driver turns into exact means over all runners. Prompts and tokens are drawn from seeds derived from ``(config.seed, worker
+index, training iteration, call)``, so a run resumed from a checkpoint samples exactly what the
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.core import COMPONENT_RL_MODULE
+from ray.rllib.env.single_agent_env_runner import SingleAgentEnvRunner
+from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+import rlhf_env  # noqa: F401  (registers the tasks in this worker process)
+from agents.core import metric_names as M
+from agents.core.columns import ACTION_LOGP, REF_LOGP
+from rlhf_env.policy.sampler import LMSampler
+
+
+class LLMEnvRunner(SingleAgentEnvRunner):
+    """Samples complete LLM episodes from ``num_envs_per_env_runner`` batched environments."""
+
+    def make_env(self) -> None:
+        if self.env is not None:
+            self.env.close()
+        self._close_engine()
+        self.env = gym.make_vec(
+            self.config.env,
+            num_envs=self.config.num_envs_per_env_runner,
+            vectorization_mode="vector_entry_point",
+            **dict(self.config.env_config),
+        )
+        self.num_envs = self.env.num_envs
+        self._iteration = 0
+        self._calls = 0
+        self._samples: list[tuple[str, str, float]] = []
+        self._engine = None  # the vLLM engine, built at the first sample() with engine: vllm
+        self._engine_stale = False
+
+    def stop(self) -> None:
+        self._close_engine()
+        super().stop()
+
+    def _close_engine(self) -> None:
+        if getattr(self, "_engine", None) is not None:
+            self._engine.close()
+            self._engine = None
+
+    def set_state(self, state) -> None:
+        super().set_state(state)
+        if COMPONENT_RL_MODULE in state:
+            self._engine_stale = True
+
+    @property
+    def engine_kind(self) -> str:
+        """``hf`` (KV-cached ``transformers`` sampler) or ``vllm``, from the module's config."""
+        return self.module.model_config.get("engine", "hf")
+
+    def _sampler(self, seed: int | None):
+        """A fresh sampler over the current weights, for one round of episodes."""
+        if self.engine_kind == "hf":
+            return LMSampler(self.module.policy, self.num_envs, seed=seed)
+        from rlhf_env.policy.vllm_engine import VLLMEngine, VLLMSampler
+
+        batch = self.env.unwrapped.batch
+        if self._engine is None:
+            self._engine = VLLMEngine(
+                self.module.policy, batch.tokenizer, max_num_seqs=self.num_envs,
+                max_model_len=batch.max_prompt_tokens + batch.max_new_tokens,
+                seed=self.config.seed or 0)
+        elif self._engine_stale:
+            self._engine.sync(self.module.policy)
+        self._engine_stale = False
+        return VLLMSampler(self._engine, self.num_envs, stop_ids=batch.eos_ids,
+                           max_new_tokens=batch.max_new_tokens, seed=seed)
+
+    def set_round(self, kl_coef: float, iteration: int) -> None:
+        """Called by the driver before each iteration: β from its KL controller, and the
+        iteration number the sampling seeds derive from."""
+        self.env.unwrapped.kl_coef = kl_coef
+        self._iteration, self._calls = iteration, 0
+
+    def _round_seed(self) -> int | None:
+        if self.config.seed is None:
+            return None
+        self._calls += 1
+        return (self.config.seed + 1_000_003 * self._iteration + 7_919 * (self.worker_index or 0)
+                + 104_729 * self._calls)
+
+    def _sample(self, *, num_timesteps=None, num_episodes=None, explore=True,
+                random_actions=False, force_reset=False) -> list[SingleAgentEpisode]:
+        """One complete episode per environment (rows that end early idle until all end)."""
+        seed = self._round_seed()
+        sampler = self._sampler(seed)
+        observations, _ = self.env.reset(seed=seed, options=self._group_prompts(seed))
+        episodes = [self._start_episode(observations, row) for row in range(self.num_envs)]
+        while not all(episode.is_done for episode in episodes):
+            actions = sampler.act(observations)
+            observations, rewards, terminated, truncated, infos = self.env.step(actions)
+            for row, action in enumerate(actions):
+                episode = episodes[row]
+                if episode.is_done:  # finished earlier; its row has restarted, ignore it
+                    continue
+                episode.add_env_step(
+                    observation=_row(observations, row),
+                    action=int(action),
+                    reward=float(rewards[row]),
+                    terminated=bool(terminated[row]),
+                    truncated=bool(truncated[row]),
+                    extra_model_outputs={ACTION_LOGP: np.float32(action.logprob),
+                                         REF_LOGP: np.float32(infos["ref_logprob"][row])},
+                )
+                if episode.is_done:
+                    episode.custom_data.update(score=float(infos["score"][row]),
+                                               group=(seed, row // self.group_size),
+                                               kl_coef=self.env.unwrapped.kl_coef)
+                    self._log_llm_episode(infos, row)
+        done = [episode.to_numpy() for episode in episodes]
+        self._done_episodes_for_metrics.extend(done)
+        self._increase_sampled_metrics(sum(len(e) for e in done), len(done))
+        return done
+
+    @property
+    def group_size(self) -> int:
+        """Environments per prompt group (1 for PPO; k >= 2 for online DPO)."""
+        return getattr(self.config, "group_size", 1)
+
+    def _group_prompts(self, seed: int | None) -> dict | None:
+        """Reset options giving each group of ``group_size`` environments one shared prompt."""
+        k = self.group_size
+        if k == 1:
+            return None
+        if self.num_envs % k:
+            raise ValueError(f"num_envs_per_env_runner ({self.num_envs}) must be a multiple of "
+                             f"the group size ({k})")
+        picks = np.random.default_rng(seed).integers(len(self.env.unwrapped.prompts),
+                                                     size=self.num_envs // k)
+        return {"prompt_indices": [int(i) for i in picks for _ in range(k)]}
+
+    def _start_episode(self, observations, row: int) -> SingleAgentEpisode:
+        episode = SingleAgentEpisode(observation_space=self.env.single_observation_space,
+                                     action_space=self.env.single_action_space)
+        episode.add_env_reset(observation=_row(observations, row))
+        return episode
+
+    def _log_llm_episode(self, infos: dict, row: int) -> None:
+        """Sums over the iteration's episodes (see the module docstring)."""
+        self.metrics.log_value(M.SCORE_SUM, float(infos["score"][row]), reduce="sum")
+        self.metrics.log_value(M.KL_SUM, float(infos["episode_kl"][row]), reduce="sum")
+        self.metrics.log_value(M.TOKENS, int(infos["response_length"][row]), reduce="sum")
+        self.metrics.log_value(M.EPISODES, 1, reduce="sum")
+        for name, values in infos["reward_components"].items():
+            if not name.startswith("_"):
+                self.metrics.log_value(M.COMPONENT_SUM_PREFIX + name, float(values[row]),
+                                       reduce="sum")
+        self._samples.append((str(infos["prompt"][row]), str(infos["completion"][row]),
+                              float(infos["score"][row])))
+
+    def pop_samples(self, limit: int = 8) -> list[tuple[str, str, float]]:
+        """Recent (prompt, completion, score) triples, for the tracker's table of generations."""
+        samples, self._samples = self._samples[-limit:], []
+        return samples
+
+
+def _row(observations: dict[str, np.ndarray], row: int) -> dict[str, np.ndarray]:
+    return {key: value[row] for key, value in observations.items()}

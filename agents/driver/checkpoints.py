@@ -1,0 +1,66 @@
+"""Checkpoints of a run folder: write them atomically, find the last one, restore it, export the
+policy.
+
+``<run>/checkpoints/iter_NNNNNN/`` holds ``algorithm/`` (RLlib's state: policy, critic,
+optimizer, the learner's minibatch order), ``driver.json`` (the iteration and the KL
+controller) and ``policy/`` (the trained policy saved with ``save_pretrained``: safetensors and
+the tokenizer). A checkpoint is written into ``iter_NNNNNN.partial`` and renamed when complete,
+so a run killed while saving leaves the previous checkpoint as the last one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from agents.driver.weights import current_policy
+
+CHECKPOINTS = "checkpoints"
+DRIVER_STATE = "driver.json"
+POLICY = "policy"
+
+
+def save_checkpoint(algo, controller, iteration: int, run_dir: Path, *, model_spec: str,
+                    keep: int) -> Path:
+    """RLlib state + driver state + exported policy; keep the newest ``keep`` (0: all)."""
+    final = run_dir / CHECKPOINTS / f"iter_{iteration:06d}"
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    algo.save_to_path(str((partial / "algorithm").resolve()))
+    export_policy(algo, partial / POLICY, model_spec)
+    (partial / DRIVER_STATE).write_text(json.dumps(
+        {"iteration": iteration, "kl_controller": controller.state_dict()}))
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    if keep > 0:
+        for old in checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old)
+    return final
+
+
+def restore_checkpoint(algo, controller, checkpoint: Path) -> int:
+    """Restore RLlib's and the driver's state; return the checkpoint's iteration."""
+    algo.restore_from_path(str((checkpoint / "algorithm").resolve()))
+    state = json.loads((checkpoint / DRIVER_STATE).read_text())
+    controller.load_state_dict(state["kl_controller"])
+    return state["iteration"]
+
+
+def export_policy(algo, folder: Path, model_spec: str) -> None:
+    """The trained policy as a ``transformers`` folder (safetensors) with its tokenizer."""
+    from rlhf_env.data.models import load_tokenizer
+
+    current_policy(algo, model_spec).save_pretrained(folder, safe_serialization=True)
+    load_tokenizer(model_spec).save_pretrained(folder)
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """The run's complete checkpoints, oldest first."""
+    return sorted(p for p in (run_dir / CHECKPOINTS).glob("iter_*")
+                  if not p.name.endswith(".partial") and (p / DRIVER_STATE).exists())
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    complete = checkpoints(run_dir)
+    return complete[-1] if complete else None

@@ -1,0 +1,142 @@
+"""The training loop: RLlib iterations of any registered algorithm, with KL control, evaluation,
+tracking and checkpoints.
+
+Each iteration, in order:
+1. the algorithm's ``before_iteration`` hook (online: push β from the KL controller and the
+   iteration number to every env runner);
+2. ``algo.train()``: sample, update the learners, sync weights (the algorithm's training step);
+3. update the KL controller from the measured KL per token (docs/formulation.md eqs. 16-17);
+4. log the metrics and, every few iterations, sample generations;
+5. evaluate on held-out prompts and checkpoint, every few iterations and at the end.
+
+A run folder holds ``config.yaml``, ``metrics.jsonl``, ``eval.jsonl``, the checkpoints
+(:mod:`agents.driver.checkpoints`) and the W&B files. Restarting the same command resumes from
+the last checkpoint: sampling seeds derive from the iteration and the learner's minibatch order
+is in its state, so the resumed run continues as the uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from agents.core import metric_names as M
+from agents.core.algorithm import threads_per_process
+from agents.core.config import TrainConfig
+from agents.core.registry import get_algorithm
+from agents.core.tracking import Tracker
+from agents.driver.checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
+from agents.driver.evaluation import Evaluator
+from agents.driver.results import iteration_record
+from agents.driver.weights import current_policy
+
+PROGRESS_KEYS = (M.SCORE, M.KL, M.DPO_ACCURACY, M.DPO_LOSS)
+
+
+def init_ray(num_cpus: int) -> None:
+    """Local Ray by default; an existing cluster when ``RAY_ADDRESS`` is set (no code change)."""
+    import ray
+    from ray.tune.trainable import trainable
+
+    from rlhf_env.data.assets import cache_dir
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Every RLlib Algorithm makes an (empty) log folder under this module constant, by default
+    # ~/ray_results, with no option to move it: keep it in the project's cache, not in $HOME.
+    trainable.DEFAULT_STORAGE_PATH = str(cache_dir() / "ray_results")
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(num_cpus, os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=False)
+
+
+def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
+    """Train ``config.algorithm`` as configured; return this call's per-iteration records."""
+    algorithm = get_algorithm(config.algorithm)
+    run_dir = config.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
+    torch.set_num_threads(threads_per_process(config))
+    init_ray(1 + config.scale.num_env_runners + config.scale.num_learners)
+
+    algorithm.prepare(config)
+    algo = algorithm.rllib_config(config).build_algo()
+    controller = config.kl.build(config.initial_kl_coef)
+    checkpoint = latest_checkpoint(run_dir) if config.run.resume else None
+    start = restore_checkpoint(algo, controller, checkpoint) if checkpoint else 0
+    for log in (M.METRICS_FILE, M.EVAL_FILE):  # drop what ran after the checkpoint
+        _truncate_log(run_dir / log, start)
+    tracker = Tracker(config.run.wandb, config.run.wandb_project, config.run.name, run_dir,
+                      config.as_dict())
+    evaluator = Evaluator(config, algorithm.extra_evaluation(config))
+    if start == 0:
+        _evaluate(evaluator, current_policy(algo, config.model), tracker, run_dir, step=0)
+
+    records = []
+    bar = tqdm(range(start, config.run.iterations), desc=config.algorithm, disable=not progress,
+               initial=start, total=config.run.iterations)
+    for iteration in bar:
+        step = iteration + 1
+        algorithm.before_iteration(algo, controller.beta, iteration)
+        record = {"iteration": step, **iteration_record(algo.train())}
+        if M.KL in record:  # the environments measured the KL of the sampled episodes
+            record[M.KL_COEF] = controller.beta
+            controller.update(record[M.KL], n_steps=max(1, int(record[M.TOKENS])))
+        records.append(record)
+        with open(run_dir / M.METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        tracker.log(record, step=step)
+        if _due(step, config.run.samples_every, config.run.iterations):
+            tracker.log_samples(_pop_samples(algo), step=step)
+        if _due(step, config.run.eval_every, config.run.iterations):
+            _evaluate(evaluator, current_policy(algo, config.model), tracker, run_dir, step)
+        if _due(step, config.run.checkpoint_every, config.run.iterations):
+            save_checkpoint(algo, controller, step, run_dir, model_spec=config.model,
+                            keep=config.run.keep_checkpoints)
+        bar.set_postfix({key.split("/")[-1]: f"{record[key]:+.4f}" for key in PROGRESS_KEYS
+                         if key in record})
+    tracker.finish()
+    algo.stop()
+    return records
+
+
+def _truncate_log(path: Path, iteration: int) -> None:
+    """Keep the JSON-lines records of iterations up to ``iteration`` (resume after a crash)."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if json.loads(line)["iteration"] <= iteration]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def _pop_samples(algo) -> list[tuple[str, str, float]]:
+    """Recent (prompt, completion, score) triples of the env runners (none offline)."""
+    if algo.env_runner_group is None:
+        return []
+    results = algo.env_runner_group.foreach_env_runner(
+        lambda runner: runner.pop_samples() if runner.env is not None else [],
+        local_env_runner=True,
+    )
+    return [sample for samples in results for sample in samples]
+
+
+def _due(step: int, every: int, total: int) -> bool:
+    return step == total or (every > 0 and step % every == 0)
+
+
+def _evaluate(evaluator: Evaluator, policy, tracker: Tracker, run_dir: Path, step: int) -> dict:
+    summary, records = evaluator(policy)
+    record = {"iteration": step, **{M.EVAL_PREFIX + k: v for k, v in summary.items()}}
+    with open(run_dir / M.EVAL_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    tracker.log(record, step=step)
+    tracker.log_samples([(r["prompt"], r["completion"], r["score"]) for r in records[:8]], step)
+    return record

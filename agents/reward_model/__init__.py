@@ -1,0 +1,1 @@
+"""Reward-model training: it trains a model that then serves as a reward plugin."""

@@ -1,0 +1,137 @@
+"""Batched, KV-cached, incremental evaluation of a causal LM with per-row restarts.
+
+Both sides of a rollout need the same thing: for each of B episodes, the next-token distribution
+after the tokens so far, updated one token at a time. The environment needs it from the frozen
+reference model (for the KL term), the agent from its policy (to sample). Episodes start and end
+at different steps, so each row can be restarted with a new prompt on its own.
+
+Layout: one shared HF ``DynamicCache`` whose columns are aligned across rows; every step writes
+one new column for all rows. A restarted row's prompt is encoded in a separate batched forward and
+spliced into that row's last columns; its old columns are masked out. Leading columns that no row
+uses any more are trimmed, so the cache holds at most ``max prompt + max response`` columns and a
+step costs one single-token forward whatever the prefix length. Each row has its own position
+ids, so rotary and absolute position embeddings see the same positions as a plain forward.
+
+Works with decoders whose layers are plain full-attention ``DynamicLayer``s (Llama, Qwen, GPT-2,
+Mistral without sliding window, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+from rlhf_env.data.ops import position_ids
+
+
+class BatchedKVModel:
+    """Next-token logits for ``batch_size`` independent token streams, one token per step."""
+
+    def __init__(self, model: PreTrainedModel, batch_size: int):
+        self.model = model
+        self.batch_size = batch_size
+        self.cache = DynamicCache()
+        self.mask = torch.zeros(batch_size, 0, dtype=torch.long)
+        self.positions = torch.zeros(batch_size, dtype=torch.long)  # tokens encoded per row
+        self.next_logits: torch.Tensor | None = None  # [B, vocab], float32
+
+    @property
+    def num_columns(self) -> int:
+        return self.mask.shape[1]
+
+    @torch.inference_mode()
+    def reset_rows(self, rows: Sequence[int], token_ids: Sequence[Sequence[int]]) -> None:
+        """Restart ``rows`` with new token streams (prompts); one batched forward for all of them."""
+        if not rows:
+            return
+        width = max(len(ids) for ids in token_ids)
+        input_ids = torch.zeros(len(rows), width, dtype=torch.long)
+        prompt_mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, ids in enumerate(token_ids):  # left-pad so every prompt ends at the last column
+            input_ids[i, width - len(ids) :] = torch.as_tensor(ids, dtype=torch.long)
+            prompt_mask[i, width - len(ids) :] = 1
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=prompt_mask,
+            position_ids=position_ids(prompt_mask),
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        self._left_pad(width - self.num_columns)
+        index = torch.as_tensor(rows, dtype=torch.long)
+        start = self.num_columns - width
+        if not self.cache.layers:
+            self._init_layers(out.past_key_values)
+        for layer, prefill in zip(self.cache.layers, out.past_key_values.layers):
+            layer.keys[index, :, start:] = prefill.keys
+            layer.values[index, :, start:] = prefill.values
+        self.mask[index] = 0
+        self.mask[index, start:] = prompt_mask
+        self.positions[index] = prompt_mask.sum(-1)
+        self._store_logits(index, out.logits[:, -1])
+        self._trim()
+
+    @torch.inference_mode()
+    def append(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
+        """Feed one token per row; rows where ``active`` is False keep their state unchanged."""
+        if active is None:
+            active = torch.ones(self.batch_size, dtype=torch.bool)
+        self.mask = torch.cat([self.mask, active.long().unsqueeze(1)], dim=1)
+        out = self.model(
+            input_ids=tokens.long().view(-1, 1),
+            attention_mask=self.mask,
+            position_ids=self.positions.view(-1, 1),
+            past_key_values=self.cache,
+            use_cache=True,
+        )
+        self.cache = out.past_key_values
+        rows = active.nonzero().squeeze(1)
+        self._store_logits(rows, out.logits[rows, -1])
+        self.positions += active.long()
+        self._trim()
+
+    def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``log p(token | stream so far)`` per row, for one token per row."""
+        logits = self.next_logits
+        picked = logits.gather(1, tokens.long().view(-1, 1)).squeeze(1)
+        return picked - torch.logsumexp(logits, dim=-1)
+
+    def _store_logits(self, rows: torch.Tensor, logits: torch.Tensor) -> None:
+        if self.next_logits is None:
+            self.next_logits = torch.zeros(self.batch_size, logits.shape[-1], dtype=torch.float32)
+        self.next_logits[rows] = logits.float()
+
+    def _init_layers(self, like: DynamicCache) -> None:
+        """Allocate the shared cache (all rows masked) with the shapes of a prefill cache."""
+        self.cache = DynamicCache(
+            ddp_cache_data=[
+                tuple(
+                    states.new_zeros(self.batch_size, states.shape[1], self.num_columns,
+                                     states.shape[3])
+                    for states in (layer.keys, layer.values)
+                )
+                for layer in like.layers
+            ]
+        )
+
+    def _left_pad(self, columns: int) -> None:
+        """Make room for a longer prompt by adding masked columns in front."""
+        if columns <= 0:
+            return
+        self.mask = torch.nn.functional.pad(self.mask, (columns, 0))
+        for layer in self.cache.layers:
+            layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, columns, 0))
+            layer.values = torch.nn.functional.pad(layer.values, (0, 0, columns, 0))
+
+    def _trim(self) -> None:
+        """Drop leading columns that no row attends to any more (bounds the cache length)."""
+        used = self.mask.any(dim=0).nonzero()
+        first = int(used[0]) if len(used) else self.num_columns
+        if first == 0:
+            return
+        self.mask = self.mask[:, first:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[:, :, first:]
+            layer.values = layer.values[:, :, first:]

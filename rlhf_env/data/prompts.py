@@ -1,0 +1,91 @@
+"""Prompt sources for the tasks: offline defaults, local files, ``datasets`` datasets, lists.
+
+A source is one of:
+- ``"movie-reviews"``: openings of the Pang & Lee movie-review sentences (prepared offline
+  default); the rest of each sentence and its polarity label come along as extra columns;
+- ``"fortunes"``: first lines of the BSD fortune-cookie file (prepared offline default);
+- ``"tiny"``: a handful of prompts over the tiny task's vocabulary;
+- a local ``.jsonl``/``.json``/``.csv``/``.parquet``/``.txt`` file, read with ``datasets``;
+- a ``datasets.Dataset`` or a hub dataset name (``"imdb"``; needs a network);
+- a list of strings (used whole: the split does not apply).
+Extra columns are passed to reward plugins as keyword lists, as TRL does with dataset columns.
+Splits are those of :mod:`rlhf_env.data.tables`: every 10th row is held out as ``"test"``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlhf_env.data.assets import asset_path
+from rlhf_env.data.tables import DataFileError, check_split, held_out, load_split
+TINY_PROMPTS = (
+    "this movie was", "the acting is", "i think the film", "the music was really",
+    "the story is", "we were", "the ending was", "they said it was",
+)
+
+
+@dataclass
+class PromptSet:
+    """Prompt texts plus optional per-prompt columns for the reward (e.g. ``reference``)."""
+
+    texts: list[str]
+    columns: dict[str, list] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def row(self, index: int) -> dict:
+        return {name: values[index] for name, values in self.columns.items()}
+
+
+def load_prompts(source, *, field: str = "prompt", split: str = "train") -> PromptSet:
+    """Load a :class:`PromptSet` from any supported source (see the module docstring)."""
+    check_split(split)
+    if isinstance(source, (list, tuple)):
+        return PromptSet([str(p) for p in source])
+    if source == "movie-reviews":
+        return _split(_movie_review_openings(), split)
+    if source == "fortunes":
+        return _split(_fortune_openings(), split)
+    if source == "tiny":
+        return PromptSet(list(TINY_PROMPTS))
+    dataset = load_split(source, split, what="prompt file", allow_hub=True)
+    column = field if field in dataset.column_names else (
+        "text" if dataset.column_names == ["text"] else None)
+    if column is None:
+        raise DataFileError(
+            f"prompt source {str(source)!r} has no column {field!r} (its columns are "
+            f"{dataset.column_names}); name the prompt column with prompt_field=...")
+    columns = {name: dataset[name] for name in dataset.column_names if name != column}
+    return PromptSet([str(t) for t in dataset[column]], columns)
+
+
+def _split(prompts: PromptSet, split: str) -> PromptSet:
+    keep = held_out(range(len(prompts)), split)
+    return PromptSet([prompts.texts[i] for i in keep],
+                     {name: [values[i] for i in keep] for name, values in prompts.columns.items()})
+
+
+def _movie_review_openings(words: int = 5, min_words: int = 8) -> PromptSet:
+    """First ``words`` words of each review sentence long enough to leave a continuation."""
+    texts, rest, labels = [], [], []
+    with open(asset_path("movie-reviews"), encoding="utf-8-sig", newline="") as f:
+        for label, sentence in csv.reader(f):
+            tokens = sentence.split()
+            if len(tokens) >= min_words:
+                texts.append(" ".join(tokens[:words]))
+                rest.append(" ".join(tokens[words:]))
+                labels.append(int(label))
+    return PromptSet(texts, {"reference": rest, "label": labels})
+
+
+def _fortune_openings(max_chars: int = 80) -> PromptSet:
+    """The first line of each fortune (fortunes are separated by lines holding ``%``)."""
+    text = Path(asset_path("fortunes")).read_text(encoding="utf-8", errors="replace")
+    firsts = (chunk.strip().splitlines() for chunk in text.split("\n%\n"))
+    return PromptSet(
+        [lines[0].strip() for lines in firsts
+         if lines and 0 < len(lines[0].strip()) <= max_chars and "$" not in lines[0]]
+    )

@@ -1,0 +1,163 @@
+"""The token-level RLHF environment (SPEC.md section 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from rlhf_env.envs.task import TaskSpec
+
+
+def observation_space(vocab_size: int, width: int) -> spaces.Dict:
+    """Token ids of prompt + response, right-padded to ``width``, with an explicit mask."""
+    return spaces.Dict(
+        {
+            "input_ids": spaces.Box(0, vocab_size - 1, (width,), np.int64),
+            "attention_mask": spaces.Box(0, 1, (width,), np.int64),
+        }
+    )
+
+
+class TextGenEnv(gym.Env):
+    """
+    ## Description
+
+    Text generation as a token-level MDP, the RLHF formulation of InstructGPT and of
+    ``../shared/seeds`` (SPEC.md section 2). The state is a prompt plus the response generated so
+    far; each action appends one token; the reward of each token is minus β times a KL estimate
+    against a frozen reference model, and the last token also receives the score of the reward
+    plugin(s) on the whole response. The reference model is evaluated incrementally with a KV
+    cache, so a step costs one single-token forward whatever the prefix length.
+
+    ## Action Space
+
+    ``Discrete(vocab_size)``: the id of the next token. To get the KL term right, an agent passes
+    the log-prob it sampled the token with as a :class:`rlhf_env.TokenAction` (an ``int`` subclass:
+    ``env.step(TokenAction(token, logprob))``). A plain int is accepted too: the environment then
+    treats the agent as equal to the reference for that token (KL term 0, so the reward is the
+    score alone) and sets ``info["logprob_supplied"] = False``. Non-integer, out-of-range and
+    non-finite or positive log-probs raise an error.
+
+    ## Observation Space
+
+    ``Dict(input_ids=Box(0, vocab_size-1, (W,), int64), attention_mask=Box(0, 1, (W,), int64))``
+    with ``W = max_prompt_tokens + max_new_tokens``: the prompt's tokens, then the response's,
+    right-padded with the pad id; ``attention_mask`` is 1 on real tokens. The prompt is the valid
+    part of the observation returned by ``reset``.
+
+    ## Rewards
+
+    With ``d_t = log π_old(a_t|s_t) − log π_ref(a_t|s_t)`` and the estimator ``k`` (``k1 = d``,
+    ``k2 = ½d²``, ``k3 = (e^{−d} − 1) + d``): ``r_t = −β·k(d_t)`` for every token, and
+    ``r_N = −β·k(d_N) + score(prompt, response)`` for the last token, delivered at that step. β is
+    ``kl_coef`` and may be changed between steps (``env.unwrapped.kl_coef = 0.1``).
+
+    ## Starting State
+
+    A prompt drawn uniformly from the prompt source with ``self.np_random`` (reproducible with
+    ``reset(seed=...)``); ``options={"prompt": "text"}`` forces a prompt and
+    ``options={"prompt_index": i}`` picks one.
+
+    ## Episode End
+
+    1. Termination: the agent emits an end-of-sequence token (the tokenizer's or the model's).
+    2. Truncation: the response reaches ``max_new_tokens`` tokens.
+
+    ## Information
+
+    Every step: ``ref_logprob``, ``logprob`` (the sampling log-prob used), ``logprob_supplied``,
+    ``kl`` (the estimate k(d_t)) and ``kl_coef``. At the episode's end also: ``score`` (the
+    weighted plugin score), ``reward_components`` (each plugin's unweighted score by name),
+    ``episode_kl``, ``episode_return``, ``response_length``, ``prompt`` and ``completion``.
+
+    ## Arguments
+
+    ```python
+    import gymnasium as gym
+    env = gym.make("rlhf_env/Sentiment-v0", max_new_tokens=16, kl_coef=0.05, render_mode="ansi")
+    env = gym.make("rlhf_env/TextGen-v0", prompts="my_prompts.jsonl", model="Qwen/Qwen2.5-0.5B",
+                   reward=[{"name": "vader"}, {"name": "repetition_penalty", "weight": 0.5}])
+    envs = gym.make_vec("rlhf_env/Sentiment-v0", num_envs=16)  # batched form, one forward a step
+    ```
+
+    ``prompts``, ``model``, ``reward``, ``tokenizer``, ``prompt_field``, ``split``,
+    ``max_prompt_tokens``, ``max_new_tokens``, ``kl_coef``, ``kl_estimator`` and
+    ``reference_dtype`` are documented on :class:`rlhf_env.envs.task.TaskSpec`; ``render_mode`` may be
+    ``"ansi"``.
+
+    ## Version History
+
+    * v0: Initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(self, render_mode: str | None = None, **task: Any):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        self.spec_args = TaskSpec(**task)
+        self.batch, self.prompts = self.spec_args.build(num_rows=1)
+        self.action_space = spaces.Discrete(self.batch.vocab_size)
+        self.observation_space = observation_space(
+            self.batch.vocab_size, self.batch.input_ids.shape[1]
+        )
+        self._needs_reset = True
+
+    @property
+    def kl_coef(self) -> float:
+        """β of the KL penalty, read and set at run time (e.g. by an adaptive KL controller)."""
+        return self.batch.kl_coef
+
+    @kl_coef.setter
+    def kl_coef(self, value: float) -> None:
+        self.batch.kl_coef = float(value)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        text, extras = pick_prompt(self.prompts, self.np_random, options or {})
+        self.batch.start([0], [text], [extras])
+        self._needs_reset = False
+        return self.batch.observation(0), {"prompt": text}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("the episode has ended (or never started): call reset() first")
+        result = self.batch.step([action], active=np.ones(1, bool))
+        info = {
+            "ref_logprob": float(result.ref_logprob[0]),
+            "logprob": float(result.logprob[0]),
+            "logprob_supplied": bool(result.logprob_supplied[0]),
+            "kl": float(result.kl[0]),
+            "kl_coef": self.kl_coef,
+        }
+        if result.finished:
+            info.update(self.batch.final_info(0))
+            self._needs_reset = True
+        return (
+            self.batch.observation(0),
+            float(result.rewards[0]),
+            bool(result.terminated[0]),
+            bool(result.truncated[0]),
+            info,
+        )
+
+    def render(self) -> str | None:
+        if self.render_mode == "ansi":
+            return self.batch.render(0)
+        return None
+
+
+def pick_prompt(prompts, rng: np.random.Generator, options: dict) -> tuple[str, dict]:
+    """The prompt an episode starts from: forced by ``options`` or drawn with ``rng``."""
+    if "prompt" in options:
+        return options["prompt"], {}
+    index = options.get("prompt_index")
+    if index is None:
+        index = int(rng.integers(len(prompts)))
+    elif not 0 <= index < len(prompts):
+        raise IndexError(f"prompt_index {index} out of range: there are {len(prompts)} prompts")
+    return prompts.texts[index], prompts.row(index)

