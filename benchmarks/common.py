@@ -15,8 +15,9 @@ def generate_tokens_per_second(model, tokenizer, prompts: list[str], new_tokens:
     """Plain ``transformers`` sampling of exactly ``new_tokens`` per prompt, prefill included."""
     tokenizer.padding_side = "left"
     inputs = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    kwargs = dict(do_sample=True, top_k=0, top_p=1.0, temperature=1.0,
-                  pad_token_id=tokenizer.pad_token_id)
+    kwargs = dict(
+        do_sample=True, top_k=0, top_p=1.0, temperature=1.0, pad_token_id=tokenizer.pad_token_id
+    )
     model.generate(**inputs, max_new_tokens=2, min_new_tokens=2, **kwargs)  # warm-up
     start = time.perf_counter()
     out = model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kwargs)
@@ -32,14 +33,20 @@ def benchmark_task(model: str) -> str:
 def build_benchmark_algo(model: str, max_new_tokens: int, num_envs: int, *overrides: str):
     """RLlib PPO on :func:`benchmark_task`'s task, sampling in process."""
     from agents.core.config import load_config
-    from agents.ppo.algorithm import build_ppo_config
     from agents.driver.loop import init_ray
+    from agents.ppo.algorithm import build_ppo_config
 
-    config = load_config(None, [
-        f"task.id={benchmark_task(model)}", f"task.model={model}",
-        f"task.max_new_tokens={max_new_tokens}",
-        f"scale.num_envs_per_env_runner={num_envs}", "run.wandb=disabled", *overrides,
-    ])
+    config = load_config(
+        None,
+        [
+            f"task.id={benchmark_task(model)}",
+            f"task.model={model}",
+            f"task.max_new_tokens={max_new_tokens}",
+            f"scale.num_envs_per_env_runner={num_envs}",
+            "run.wandb=disabled",
+            *overrides,
+        ],
+    )
     init_ray(1)
     return config, build_ppo_config(config).build_algo()
 

@@ -23,9 +23,9 @@ import time
 import gymnasium as gym
 import numpy as np
 import torch
+from common import generate_tokens_per_second
 
 import rlhf_env  # noqa: F401
-from common import generate_tokens_per_second
 from rlhf_env import TokenAction
 from rlhf_env.data.models import load_causal_lm, load_tokenizer
 from rlhf_env.policy.sampler import LMSampler
@@ -33,9 +33,15 @@ from rlhf_env.policy.sampler import LMSampler
 
 def make_envs(model, tokenizer, batch: int, max_new_tokens: int, max_prompt_tokens: int):
     return gym.make_vec(
-        "rlhf_env/TextGen-v0", num_envs=batch, vectorization_mode="vector_entry_point",
-        prompts=["placeholder"], model=model, tokenizer=tokenizer,
-        reward="vader", max_new_tokens=max_new_tokens, max_prompt_tokens=max_prompt_tokens,
+        "rlhf_env/TextGen-v0",
+        num_envs=batch,
+        vectorization_mode="vector_entry_point",
+        prompts=["placeholder"],
+        model=model,
+        tokenizer=tokenizer,
+        reward="vader",
+        max_new_tokens=max_new_tokens,
+        max_prompt_tokens=max_prompt_tokens,
     )
 
 
@@ -95,11 +101,14 @@ if __name__ == "__main__":
     sps = {p: env_steps_per_second(model, tokenizer, p, args.batch, args.steps) for p in (16, 256)}
     for prefix, value in sps.items():
         print(f"env steps/s at prefix {prefix:3d}: {value:8.2f}  (batch {args.batch})")
-    prompts = (["this movie was", "the acting is", "i think the film", "the music was really"]
-               * args.batch)[: args.batch]
+    prompts = (
+        ["this movie was", "the acting is", "i think the film", "the music was really"] * args.batch
+    )[: args.batch]
     rollout = rollout_tokens_per_second(model, tokenizer, prompts, args.batch, args.new_tokens)
     generate = generate_tokens_per_second(model, tokenizer, prompts, args.new_tokens)
     print(f"rollout (policy sampler + env with reference) tokens/s: {rollout:8.1f}")
     print(f"transformers generate tokens/s:                         {generate:8.1f}")
-    print(f"RESULT prefix16/prefix256 step-rate ratio = {sps[16] / sps[256]:.3f} (target <= 1.5); "
-          f"rollout/generate tokens/s ratio = {rollout / generate:.3f} (target >= 0.45)")
+    print(
+        f"RESULT prefix16/prefix256 step-rate ratio = {sps[16] / sps[256]:.3f} (target <= 1.5); "
+        f"rollout/generate tokens/s ratio = {rollout / generate:.3f} (target >= 0.45)"
+    )

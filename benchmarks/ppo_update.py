@@ -22,15 +22,27 @@ import os
 import time
 
 import torch
-
-from agents.core.module import ATTENTION_MASK, INPUT_IDS
-from agents.ppo.connector import PROMPT_WIDTH, sequence_rows
 from common import build_benchmark_algo
 from ray.rllib.core.columns import Columns
 
+from agents.core.module import ATTENTION_MASK, INPUT_IDS
+from agents.ppo.connector import PROMPT_WIDTH, sequence_rows
 
-def bare_pytorch_update(policy, value_head, rows, epochs, minibatch, lr, gamma=1.0, lam=0.95,
-                        clip=0.2, vf_coef=0.1, value_clip=0.2, max_norm=1.0) -> float:
+
+def bare_pytorch_update(
+    policy,
+    value_head,
+    rows,
+    epochs,
+    minibatch,
+    lr,
+    gamma=1.0,
+    lam=0.95,
+    clip=0.2,
+    vf_coef=0.1,
+    value_clip=0.2,
+    max_norm=1.0,
+) -> float:
     """A plain PPO update on padded episode rows; returns its wall time in seconds."""
     params = list(policy.parameters()) + list(value_head.parameters())
     optimizer = torch.optim.Adam(params, lr=lr)
@@ -41,8 +53,10 @@ def bare_pytorch_update(policy, value_head, rows, epochs, minibatch, lr, gamma=1
     def forward(index):
         attention = rows[ATTENTION_MASK][index]
         hidden = policy.base_model(
-            input_ids=rows[INPUT_IDS][index], attention_mask=attention,
-            position_ids=(attention.cumsum(-1) - 1).clamp(min=0)).last_hidden_state
+            input_ids=rows[INPUT_IDS][index],
+            attention_mask=attention,
+            position_ids=(attention.cumsum(-1) - 1).clamp(min=0),
+        ).last_hidden_state
         states = hidden[:, width - 1 : -1]
         return policy.lm_head(states), value_head(states).squeeze(-1)
 
@@ -63,16 +77,22 @@ def bare_pytorch_update(policy, value_head, rows, epochs, minibatch, lr, gamma=1
         order = torch.randperm(len(mask))
         for chunk in order.split(minibatch):
             logits, values = forward(chunk)
-            logp = torch.log_softmax(logits, -1).gather(
-                -1, rows[Columns.ACTIONS][chunk, :, None])[..., 0]
+            logp = torch.log_softmax(logits, -1).gather(-1, rows[Columns.ACTIONS][chunk, :, None])[
+                ..., 0
+            ]
             m = mask[chunk]
             ratio = torch.exp(logp - rows[Columns.ACTION_LOGP][chunk])
             adv = advantages[chunk]
             actor = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)[m].mean()
-            clipped = old_values[chunk] + (values - old_values[chunk]).clamp(-value_clip,
-                                                                             value_clip)
-            critic = 0.5 * torch.max((values - returns[chunk]) ** 2,
-                                     (clipped - returns[chunk]) ** 2)[m].mean()
+            clipped = old_values[chunk] + (values - old_values[chunk]).clamp(
+                -value_clip, value_clip
+            )
+            critic = (
+                0.5
+                * torch.max((values - returns[chunk]) ** 2, (clipped - returns[chunk]) ** 2)[
+                    m
+                ].mean()
+            )
             loss = actor + vf_coef * critic
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -91,9 +111,13 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config, algo = build_benchmark_algo(args.model, args.max_new_tokens, args.episodes,
-                                        f"ppo.ppo_epochs={args.epochs}",
-                                        f"ppo.minibatch_rows={args.minibatch}")
+    config, algo = build_benchmark_algo(
+        args.model,
+        args.max_new_tokens,
+        args.episodes,
+        f"ppo.ppo_epochs={args.epochs}",
+        f"ppo.minibatch_rows={args.minibatch}",
+    )
     episodes = algo.env_runner_group.local_env_runner.sample()
     tokens = sum(len(e) for e in episodes) * args.epochs
     learner = algo.learner_group._learner
@@ -106,10 +130,12 @@ if __name__ == "__main__":
     rllib_s = time.perf_counter() - start
 
     rows = sequence_rows(episodes)
-    bare_pytorch_update(policy, value_head, {k: v[:2] for k, v in rows.items()}, 1, 2,
-                        config.ppo.lr)  # warm-up
-    bare_s = bare_pytorch_update(policy, value_head, rows, args.epochs, args.minibatch,
-                                 config.ppo.lr)
+    bare_pytorch_update(
+        policy, value_head, {k: v[:2] for k, v in rows.items()}, 1, 2, config.ppo.lr
+    )  # warm-up
+    bare_s = bare_pytorch_update(
+        policy, value_head, rows, args.epochs, args.minibatch, config.ppo.lr
+    )
     print(f"episodes {len(episodes)}, response tokens x epochs {tokens}")
     print(f"RLlib learner update:  {tokens / rllib_s:8.1f} tokens/s ({rllib_s:.2f} s)")
     print(f"bare PyTorch update:   {tokens / bare_s:8.1f} tokens/s ({bare_s:.2f} s)")

@@ -20,10 +20,9 @@ import os
 import time
 
 import torch
-
 from common import build_benchmark_algo, generate_tokens_per_second
-from rlhf_env.data.models import load_tokenizer
 
+from rlhf_env.data.models import load_tokenizer
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -41,10 +40,13 @@ if __name__ == "__main__":
     elapsed = time.perf_counter() - start
     runner_tps = sum(len(e) for e in episodes) / elapsed
     prompts = [runner.env.unwrapped.batch.episodes[i].prompt for i in range(args.batch)]
-    generate_tps = generate_tokens_per_second(runner.module.policy, load_tokenizer(args.model),
-                                              prompts, args.max_new_tokens)
+    generate_tps = generate_tokens_per_second(
+        runner.module.policy, load_tokenizer(args.model), prompts, args.max_new_tokens
+    )
     print(f"env runner sample (policy + env with reference): {runner_tps:8.1f} tokens/s")
     print(f"transformers generate:                           {generate_tps:8.1f} tokens/s")
-    print(f"RESULT runner/generate sampling tokens/s ratio = {runner_tps / generate_tps:.3f} "
-          f"(target >= 0.45)")
+    print(
+        f"RESULT runner/generate sampling tokens/s ratio = {runner_tps / generate_tps:.3f} "
+        f"(target >= 0.45)"
+    )
     algo.stop()

@@ -22,7 +22,6 @@ import os
 import time
 
 import torch
-
 from common import build_benchmark_algo, gib, in_fresh_process
 
 
@@ -47,11 +46,17 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
-    hf, vllm = (in_fresh_process(sampling_tokens_per_second, args.model, engine, args)
-                for engine in ("hf", "vllm"))
+    hf, vllm = (
+        in_fresh_process(sampling_tokens_per_second, args.model, engine, args)
+        for engine in ("hf", "vllm")
+    )
     for name, result in (("hf", hf), ("vllm", vllm)):
-        print(f"env runner sample, engine {name:4}: {result['tokens_per_s']:8.1f} tokens/s, "
-              f"peak RSS {gib(result['peak_rss'])}")
-    print(f"RESULT vllm/hf env-runner sampling tokens/s ratio = "
-          f"{vllm['tokens_per_s'] / hf['tokens_per_s']:.3f}")
+        print(
+            f"env runner sample, engine {name:4}: {result['tokens_per_s']:8.1f} tokens/s, "
+            f"peak RSS {gib(result['peak_rss'])}"
+        )
+    print(
+        f"RESULT vllm/hf env-runner sampling tokens/s ratio = "
+        f"{vllm['tokens_per_s'] / hf['tokens_per_s']:.3f}"
+    )
     print(f"RESULT vllm/hf peak RSS ratio = {vllm['peak_rss'] / hf['peak_rss']:.3f}")

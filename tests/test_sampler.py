@@ -11,8 +11,9 @@ from rlhf_env.policy.sampler import LMSampler
 
 
 def make_vec(num_envs=3, **kwargs):
-    return gym.make_vec("rlhf_env/Tiny-v0", num_envs=num_envs,
-                        vectorization_mode="vector_entry_point", **kwargs)
+    return gym.make_vec(
+        "rlhf_env/Tiny-v0", num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs
+    )
 
 
 def test_logprobs_equal_the_policy_full_forward_and_follow_autoreset():
@@ -27,7 +28,8 @@ def test_logprobs_equal_the_policy_full_forward_and_follow_autoreset():
             with torch.no_grad():
                 logits = policy(torch.as_tensor(obs["input_ids"][row, :n][None])).logits[0, -1]
             assert action.logprob == pytest.approx(
-                torch.log_softmax(logits, -1)[int(action)].item(), abs=1e-5)
+                torch.log_softmax(logits, -1)[int(action)].item(), abs=1e-5
+            )
         obs, *_ = envs.step(actions)
 
 

@@ -30,8 +30,14 @@ def policy():
 
 @pytest.fixture(scope="module")
 def engine(policy, tmp_path_factory):
-    engine = VLLMEngine(policy, load_tokenizer(MODEL), max_model_len=64, max_num_seqs=8,
-                        kv_cache_bytes=32 * 2**20, folder=tmp_path_factory.mktemp("engine"))
+    engine = VLLMEngine(
+        policy,
+        load_tokenizer(MODEL),
+        max_model_len=64,
+        max_num_seqs=8,
+        kv_cache_bytes=32 * 2**20,
+        folder=tmp_path_factory.mktemp("engine"),
+    )
     yield engine
     engine.close()
 
@@ -48,10 +54,20 @@ def test_generated_logprobs_are_the_policys(engine, policy):
 
 
 def test_sampler_steps_the_environment_with_the_engine(engine, policy):
-    envs = gym.make_vec("rlhf_env/Tiny-v0", num_envs=4, vectorization_mode="vector_entry_point",
-                        model=MODEL, kl_coef=0.1)
-    sampler = VLLMSampler(engine, 4, stop_ids=envs.unwrapped.batch.eos_ids,
-                          max_new_tokens=envs.unwrapped.batch.max_new_tokens, seed=0)
+    envs = gym.make_vec(
+        "rlhf_env/Tiny-v0",
+        num_envs=4,
+        vectorization_mode="vector_entry_point",
+        model=MODEL,
+        kl_coef=0.1,
+    )
+    sampler = VLLMSampler(
+        engine,
+        4,
+        stop_ids=envs.unwrapped.batch.eos_ids,
+        max_new_tokens=envs.unwrapped.batch.max_new_tokens,
+        seed=0,
+    )
     observation, _ = envs.reset(seed=0)
     done = np.zeros(4, dtype=bool)
     while not done.all():
@@ -81,9 +97,17 @@ def test_ppo_end_to_end_with_the_vllm_engine(tmp_path):
     from agents.driver.loop import init_ray, train
 
     init_ray(1)
-    config = load_config("configs/ppo_tiny.yaml", [
-        f"run.output_dir={tmp_path}", "run.wandb=disabled", "engine=vllm",
-        f"task.model={MODEL}", "run.iterations=3", "run.checkpoint_every=3"])
+    config = load_config(
+        "configs/ppo_tiny.yaml",
+        [
+            f"run.output_dir={tmp_path}",
+            "run.wandb=disabled",
+            "engine=vllm",
+            f"task.model={MODEL}",
+            "run.iterations=3",
+            "run.checkpoint_every=3",
+        ],
+    )
     records = train(config, progress=False)
     assert [r["iteration"] for r in records] == [1, 2, 3]
     # π_old came from the engine: with verified syncs the first minibatch's ratio is 1, so the

@@ -23,8 +23,15 @@ class _Group(click.Group):
         from rlhf_env.data.errors import AssetBuildError, AssetDownloadError, UnknownAssetError
 
         user_errors = (
-            FileNotFoundError, UnknownAssetError, AssetDownloadError, AssetBuildError,
-            RewardPluginError, UnknownRewardError, GymError, ValueError, OmegaConfBaseException,
+            FileNotFoundError,
+            UnknownAssetError,
+            AssetDownloadError,
+            AssetBuildError,
+            RewardPluginError,
+            UnknownRewardError,
+            GymError,
+            ValueError,
+            OmegaConfBaseException,
         )
         try:
             return super().invoke(ctx)

@@ -28,7 +28,6 @@ def prepare(names: tuple[str, ...], list_only: bool, force: bool) -> None:
         click.echo(f"{name}: {path}")
 
 
-
 @click.command()
 @click.option("--task", default="rlhf_env/Sentiment-v0", show_default=True, help="Registered id.")
 @click.option("--policy", default=None, help="Policy model spec (default: the task's model).")
@@ -53,8 +52,9 @@ def rollout(task, policy, episodes, num_envs, split, max_new_tokens, temperature
     overrides = {"split": split}
     if max_new_tokens is not None:
         overrides["max_new_tokens"] = max_new_tokens
-    envs = gym.make_vec(task, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                        **overrides)
+    envs = gym.make_vec(
+        task, num_envs=num_envs, vectorization_mode="vector_entry_point", **overrides
+    )
     reference = envs.unwrapped.batch.reference.model
     model = reference if policy is None else load_causal_lm(policy)
     sampler = LMSampler(model, num_envs, temperature=temperature, seed=seed)
@@ -65,13 +65,17 @@ def rollout(task, policy, episodes, num_envs, split, max_new_tokens, temperature
         if as_json:
             click.echo(json.dumps(record))
         else:
-            click.echo(f"score {record['score']:+.3f}  kl {record['episode_kl']:+.4f}  "
-                       f"{record['prompt']!r} -> {record['completion']!r}")
+            click.echo(
+                f"score {record['score']:+.3f}  kl {record['episode_kl']:+.4f}  "
+                f"{record['prompt']!r} -> {record['completion']!r}"
+            )
     summary = summarize(records)
     tokens = summary["response_length"] * len(records)
-    click.echo(f"mean score {summary['score']:+.3f}  mean KL/token {summary['kl_per_token']:+.5f}"
-               f"  {tokens / elapsed:.1f} tokens/s", err=as_json)
-
+    click.echo(
+        f"mean score {summary['score']:+.3f}  mean KL/token {summary['kl_per_token']:+.5f}"
+        f"  {tokens / elapsed:.1f} tokens/s",
+        err=as_json,
+    )
 
 
 @click.group()
@@ -106,15 +110,15 @@ def reward_check(spec: str, params: tuple[str, ...]) -> None:
     click.echo(f"{spec}: conforms to the rlhf_env reward protocol")
 
 
-
 @click.command()
 @click.argument("model")
 @click.argument("prompts", nargs=-1, required=True)
 @click.option("--max-new-tokens", default=24, show_default=True)
 @click.option("--temperature", default=1.0, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def generate(model: str, prompts: tuple[str, ...], max_new_tokens: int, temperature: float,
-             seed: int) -> None:
+def generate(
+    model: str, prompts: tuple[str, ...], max_new_tokens: int, temperature: float, seed: int
+) -> None:
     """Sample continuations of PROMPTS from MODEL (a spec, or a run's exported policy folder)."""
     import torch
 
@@ -125,9 +129,15 @@ def generate(model: str, prompts: tuple[str, ...], max_new_tokens: int, temperat
     tokenizer.padding_side = "left"
     inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.inference_mode():
-        out = policy.generate(**inputs, do_sample=True, temperature=temperature, top_k=0,
-                              max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-    for prompt, row in zip(prompts, out[:, inputs["input_ids"].shape[1]:]):
+        out = policy.generate(
+            **inputs,
+            do_sample=True,
+            temperature=temperature,
+            top_k=0,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    for prompt, row in zip(prompts, out[:, inputs["input_ids"].shape[1] :]):
         click.echo(f"{prompt!r} -> {tokenizer.decode(row, skip_special_tokens=True)!r}")
 
 

@@ -37,14 +37,20 @@ def train(config: str | None, overrides: tuple[str, ...], help_config: bool) -> 
 
 # What `train` prints of the last iteration: the rollout figures (online algorithms) and the
 # DPO figures, whichever the algorithm logged.
-SUMMARY_METRICS = {M.SCORE: "score", M.KL: "KL/token", M.KL_COEF: "beta",
-                   M.DPO_LOSS: "DPO loss", M.DPO_ACCURACY: "pair accuracy"}
+SUMMARY_METRICS = {
+    M.SCORE: "score",
+    M.KL: "KL/token",
+    M.KL_COEF: "beta",
+    M.DPO_LOSS: "DPO loss",
+    M.DPO_ACCURACY: "pair accuracy",
+}
 
 
 def summary_line(record: dict) -> str:
     """One line for an iteration's record, naming only the metrics it has."""
-    figures = [f"{label} {record[key]:.4f}" for key, label in SUMMARY_METRICS.items()
-               if key in record]
+    figures = [
+        f"{label} {record[key]:.4f}" for key, label in SUMMARY_METRICS.items() if key in record
+    ]
     return f"iteration {record['iteration']}: " + ", ".join(figures)
 
 
@@ -74,11 +80,14 @@ def evaluate(run_dir: str, episodes: int, checkpoint: str | None) -> None:
     for label, spec in (("initial", cfg.model), ("trained", str(folder / POLICY))):
         summary, records = evaluator(load_causal_lm(spec))
         results[label] = summary
-        click.echo(f"{label:8} score {summary['score']:+.3f}  KL/token "
-                   f"{summary['kl_per_token']:.4f}  ({spec})")
+        click.echo(
+            f"{label:8} score {summary['score']:+.3f}  KL/token "
+            f"{summary['kl_per_token']:.4f}  ({spec})"
+        )
         for record in records[:3]:
-            click.echo(f"    {record['score']:+.2f} {record['prompt']!r} -> "
-                       f"{record['completion']!r}")
+            click.echo(
+                f"    {record['score']:+.2f} {record['prompt']!r} -> {record['completion']!r}"
+            )
     click.echo(yaml.safe_dump({"eval": results}, sort_keys=False))
 
 
@@ -116,8 +125,10 @@ def reward_model_train(config: str | None, overrides: tuple[str, ...], help_conf
         click.echo("\n".join(describe_reward_model_config()))
         return
     summary = train_reward_model(load_reward_model_config(config, list(overrides)))
-    click.echo(f"held-out pairwise accuracy {summary['accuracy_before']:.3f} -> "
-               f"{summary['accuracy_after']:.3f}; model in {summary['path']}")
+    click.echo(
+        f"held-out pairwise accuracy {summary['accuracy_before']:.3f} -> "
+        f"{summary['accuracy_after']:.3f}; model in {summary['path']}"
+    )
 
 
 COMMANDS = (train, evaluate, plot, reward_model)

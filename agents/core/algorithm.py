@@ -66,16 +66,17 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
 
     def validate(self, config: TrainConfig) -> None:
         episodes = self.episodes_per_iteration(config)
-        round_size = config.scale.num_envs_per_env_runner * config.scale.sampling_processes
-        if episodes % round_size:
+        if episodes % config.scale.num_envs_per_env_runner:
             raise ValueError(
                 f"{self.name} samples {episodes} episodes per iteration, not a multiple of "
-                f"{round_size} (scale.num_envs_per_env_runner x max(1, num_env_runners)): "
-                "every env runner samples one episode per environment at a time")
+                f"scale.num_envs_per_env_runner={config.scale.num_envs_per_env_runner}: an env "
+                "runner samples one episode per environment at a time"
+            )
         if self.num_units(config) % config.scale.learning_processes:
             raise ValueError(
                 f"{self.name}: {self.num_units(config)} {self.unit_name} per iteration do not "
-                f"split evenly over scale.num_learners={config.scale.num_learners}")
+                f"split evenly over scale.num_learners={config.scale.num_learners}"
+            )
 
     unit_name = "episodes"
 
@@ -94,8 +95,9 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
             local_env_runner=True,
         )
 
-    def configure_online(self, rllib_config: AlgorithmConfig, config: TrainConfig, *,
-                         group_size: int = 1, **learner) -> AlgorithmConfig:
+    def configure_online(
+        self, rllib_config: AlgorithmConfig, config: TrainConfig, *, group_size: int = 1, **learner
+    ) -> AlgorithmConfig:
         """The shared settings of an online algorithm (see the module docstring); ``learner``
         goes to :func:`configure_module_and_learner`."""
         scale = config.scale
@@ -103,10 +105,11 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
         rllib_config.episodes_per_iteration = self.episodes_per_iteration(config)
         rllib_config.group_size = group_size
         return (
-            rllib_config
-            .environment(env=config.task.id,
-                         env_config=config.env_kwargs(kl_coef=config.initial_kl_coef),
-                         disable_env_checking=True)
+            rllib_config.environment(
+                env=config.task.id,
+                env_config=config.env_kwargs(kl_coef=config.initial_kl_coef),
+                disable_env_checking=True,
+            )
             .env_runners(
                 env_runner_cls=LLMEnvRunner,
                 num_env_runners=scale.num_env_runners,
@@ -127,28 +130,41 @@ def threads_per_process(config: TrainConfig) -> int:
     return max(1, (os.cpu_count() or 1) // processes)
 
 
-def configure_module_and_learner(rllib_config: AlgorithmConfig, config: TrainConfig, *,
-                                 critic: str, learner_class: type, learner_config: dict,
-                                 learner_connector, spaces: tuple = (None, None)
-                                 ) -> AlgorithmConfig:
+def configure_module_and_learner(
+    rllib_config: AlgorithmConfig,
+    config: TrainConfig,
+    *,
+    critic: str,
+    learner_class: type,
+    learner_config: dict,
+    learner_connector,
+    spaces: tuple = (None, None),
+) -> AlgorithmConfig:
     """Our RLModule, learner and learner connector, seed and per-process threads.
 
     ``spaces`` (observation, action) are needed where no environment gives them (offline)."""
     threads = threads_per_process(config)
     return (
-        rllib_config
-        .learners(
+        rllib_config.learners(
             learner_class=learner_class,
             learner_config_dict={**learner_config, "num_learners": config.scale.num_learners},
             num_learners=config.scale.num_learners,
             add_default_connectors_to_learner_pipeline=False,
             learner_connector=learner_connector,
         )
-        .rl_module(rl_module_spec=RLModuleSpec(
-            module_class=CausalLMModule, observation_space=spaces[0], action_space=spaces[1],
-            model_config={"model": config.model, "critic": critic, "engine": config.engine}))
-        .python_environment(extra_python_environs_for_worker={
-            "OMP_NUM_THREADS": str(threads), "RAY_USAGE_STATS_ENABLED": "0",
-        })
+        .rl_module(
+            rl_module_spec=RLModuleSpec(
+                module_class=CausalLMModule,
+                observation_space=spaces[0],
+                action_space=spaces[1],
+                model_config={"model": config.model, "critic": critic, "engine": config.engine},
+            )
+        )
+        .python_environment(
+            extra_python_environs_for_worker={
+                "OMP_NUM_THREADS": str(threads),
+                "RAY_USAGE_STATS_ENABLED": "0",
+            }
+        )
         .debugging(seed=config.run.seed, log_level="ERROR")
     )

@@ -45,5 +45,10 @@ def rows_batch(rows: PaddedRows) -> dict[str, torch.Tensor]:
 
 def padded_rows(batch: dict[str, torch.Tensor]) -> PaddedRows:
     """The padded rows of a training batch's token columns (the inverse of :func:`rows_batch`)."""
-    return PaddedRows(batch[INPUT_IDS], batch[ATTENTION_MASK], batch[ACTIONS], batch[LOSS_MASK],
-                      int(batch[PROMPT_WIDTH][0]))
+    return PaddedRows(
+        batch[INPUT_IDS],
+        batch[ATTENTION_MASK],
+        batch[ACTIONS],
+        batch[LOSS_MASK],
+        int(batch[PROMPT_WIDTH][0]),
+    )

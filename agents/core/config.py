@@ -26,9 +26,12 @@ _f = option
 @dataclass
 class TaskConfig:
     id: str = _f("rlhf_env/Sentiment-v0", "Registered rlhf_env task id.")
-    overrides: dict = _f({}, "gym.make keyword arguments that replace the registered task's "
-                         "defaults (model, max_new_tokens, prompts, reward, kl_estimator, ...); "
-                         "only what is set here changes. The task's model is also the policy.")
+    overrides: dict = _f(
+        {},
+        "gym.make keyword arguments that replace the registered task's "
+        "defaults (model, max_new_tokens, prompts, reward, kl_estimator, ...); "
+        "only what is set here changes. The task's model is also the policy.",
+    )
 
     def __post_init__(self) -> None:
         from rlhf_env.envs.task import TaskSpec
@@ -36,11 +39,14 @@ class TaskConfig:
         known = {f.name for f in fields(TaskSpec)}
         unknown = sorted(set(self.overrides) - known)
         if unknown:
-            raise ValueError(f"task.overrides has unknown keys {unknown}; a task takes "
-                             f"{sorted(known)}")
+            raise ValueError(
+                f"task.overrides has unknown keys {unknown}; a task takes {sorted(known)}"
+            )
         if "kl_coef" in self.overrides:
-            raise ValueError("set the initial β with kl.init_coef, not task.overrides.kl_coef: "
-                             "the KL controller owns β during training")
+            raise ValueError(
+                "set the initial β with kl.init_coef, not task.overrides.kl_coef: "
+                "the KL controller owns β during training"
+            )
 
     def registered(self) -> dict[str, Any]:
         """The task's registered keyword arguments (its defaults)."""
@@ -65,10 +71,15 @@ class TaskConfig:
 
 @dataclass
 class KLConfig:
-    controller: str = _f("adaptive", "fixed, adaptive (PPO-KL rule, docs/formulation.md eq. 16) "
-                         "or proportional (eq. 17).")
-    init_coef: Optional[float] = _f(None, "Initial β (PPO: of the per-token reward; online DPO: "
-                                    "of the KL term in the loss); null: the task's kl_coef.")
+    controller: str = _f(
+        "adaptive",
+        "fixed, adaptive (PPO-KL rule, docs/formulation.md eq. 16) or proportional (eq. 17).",
+    )
+    init_coef: Optional[float] = _f(
+        None,
+        "Initial β (PPO: of the per-token reward; online DPO: "
+        "of the KL term in the loss); null: the task's kl_coef.",
+    )
     target: float = _f(0.05, "Target KL per token to the reference (adaptive/proportional).")
     horizon: int = _f(10000, "Horizon in tokens of the proportional controller.")
     min_coef: float = _f(0.0, "Floor of β for the adaptive and proportional controllers.")
@@ -98,11 +109,6 @@ class ScaleConfig:
             raise ValueError("scale.num_envs_per_env_runner must be >= 1")
 
     @property
-    def sampling_processes(self) -> int:
-        """Processes that sample (the driver's local env runner when there are no remote ones)."""
-        return max(1, self.num_env_runners)
-
-    @property
     def learning_processes(self) -> int:
         return max(1, self.num_learners)
 
@@ -114,13 +120,17 @@ class RunConfig:
     seed: int = _f(0, "Seed of prompts, sampling, minibatch order and initial weights.")
     iterations: int = _f(20, "Training iterations.")
     checkpoint_every: int = _f(5, "Save a checkpoint every N iterations (and at the end).")
-    keep_checkpoints: int = _f(2, "Keep the newest N checkpoints (0: all); a SmolLM2 PPO "
-                               "checkpoint with its optimizer state is about 2.5 GB.")
+    keep_checkpoints: int = _f(
+        2,
+        "Keep the newest N checkpoints (0: all); a SmolLM2 PPO "
+        "checkpoint with its optimizer state is about 2.5 GB.",
+    )
     eval_every: int = _f(5, "Evaluate on held-out prompts every N iterations (0: start/end).")
     eval_episodes: int = _f(32, "Held-out episodes per evaluation.")
     samples_every: int = _f(5, "Log a table of sample generations every N iterations.")
-    wandb: str = _f("auto", "auto (online with WANDB_API_KEY, else offline), online, offline, "
-                            "disabled.")
+    wandb: str = _f(
+        "auto", "auto (online with WANDB_API_KEY, else offline), online, offline, disabled."
+    )
     wandb_project: str = _f("rlhf-env", "W&B project.")
     resume: bool = _f(True, "Resume from the run folder's last checkpoint if there is one.")
 
@@ -130,16 +140,27 @@ ENGINES = ("hf", "vllm")
 
 @dataclass
 class TrainConfig:
-    algorithm: str = _f("ppo", f"One of {', '.join(ALGORITHMS)}; its settings are the section "
-                        "of the same name (dpo_online and dpo_offline: dpo).")
-    engine: str = _f("hf", "Sampling engine of the env runners: hf (KV-cached transformers) or "
-                     "vllm (needs the vllm extra).")
+    algorithm: str = _f(
+        "ppo",
+        f"One of {', '.join(ALGORITHMS)}; its settings are the section "
+        "of the same name (dpo_online and dpo_offline: dpo).",
+    )
+    engine: str = _f(
+        "hf",
+        "Sampling engine of the env runners: hf (KV-cached transformers) or "
+        "vllm (needs the vllm extra).",
+    )
     task: TaskConfig = field(default_factory=TaskConfig)
     kl: KLConfig = field(default_factory=KLConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    algo: Any = field(default=None, metadata={"help": "The algorithm's own settings (filled "
-                                              "from its section when the config is loaded)."})
+    algo: Any = field(
+        default=None,
+        metadata={
+            "help": "The algorithm's own settings (filled "
+            "from its section when the config is loaded)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -179,9 +200,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     settings = raw.pop(algorithm.section, None) or {}
     others = sorted(key for key in raw if key in _sections() - {algorithm.section})
     if others:
-        raise ValueError(f"section(s) {others} do not belong to algorithm "
-                         f"{algorithm.name!r}, whose settings are the {algorithm.section!r} "
-                         "section")
+        raise ValueError(
+            f"section(s) {others} do not belong to algorithm "
+            f"{algorithm.name!r}, whose settings are the {algorithm.section!r} "
+            "section"
+        )
     config = to_typed(TrainConfig, raw)
     config.algo = to_typed(algorithm.settings_class, settings)
     algorithm.validate(config)

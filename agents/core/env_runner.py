@@ -87,14 +87,22 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         batch = self.env.unwrapped.batch
         if self._engine is None:
             self._engine = VLLMEngine(
-                self.module.policy, batch.tokenizer, max_num_seqs=self.num_envs,
+                self.module.policy,
+                batch.tokenizer,
+                max_num_seqs=self.num_envs,
                 max_model_len=batch.max_prompt_tokens + batch.max_new_tokens,
-                seed=self.config.seed or 0)
+                seed=self.config.seed or 0,
+            )
         elif self._engine_stale:
             self._engine.sync(self.module.policy)
         self._engine_stale = False
-        return VLLMSampler(self._engine, self.num_envs, stop_ids=batch.eos_ids,
-                           max_new_tokens=batch.max_new_tokens, seed=seed)
+        return VLLMSampler(
+            self._engine,
+            self.num_envs,
+            stop_ids=batch.eos_ids,
+            max_new_tokens=batch.max_new_tokens,
+            seed=seed,
+        )
 
     def set_round(self, kl_coef: float, iteration: int) -> None:
         """Called by the driver before each iteration: β from its KL controller, and the
@@ -106,11 +114,22 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         if self.config.seed is None:
             return None
         self._calls += 1
-        return (self.config.seed + 1_000_003 * self._iteration + 7_919 * (self.worker_index or 0)
-                + 104_729 * self._calls)
+        return (
+            self.config.seed
+            + 1_000_003 * self._iteration
+            + 7_919 * (self.worker_index or 0)
+            + 104_729 * self._calls
+        )
 
-    def _sample(self, *, num_timesteps=None, num_episodes=None, explore=True,
-                random_actions=False, force_reset=False) -> list[SingleAgentEpisode]:
+    def _sample(
+        self,
+        *,
+        num_timesteps=None,
+        num_episodes=None,
+        explore=True,
+        random_actions=False,
+        force_reset=False,
+    ) -> list[SingleAgentEpisode]:
         """One complete episode per environment (rows that end early idle until all end)."""
         seed = self._round_seed()
         sampler = self._sampler(seed)
@@ -129,13 +148,17 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                     reward=float(rewards[row]),
                     terminated=bool(terminated[row]),
                     truncated=bool(truncated[row]),
-                    extra_model_outputs={ACTION_LOGP: np.float32(action.logprob),
-                                         REF_LOGP: np.float32(infos["ref_logprob"][row])},
+                    extra_model_outputs={
+                        ACTION_LOGP: np.float32(action.logprob),
+                        REF_LOGP: np.float32(infos["ref_logprob"][row]),
+                    },
                 )
                 if episode.is_done:
-                    episode.custom_data.update(score=float(infos["score"][row]),
-                                               group=(seed, row // self.group_size),
-                                               kl_coef=self.env.unwrapped.kl_coef)
+                    episode.custom_data.update(
+                        score=float(infos["score"][row]),
+                        group=(seed, row // self.group_size),
+                        kl_coef=self.env.unwrapped.kl_coef,
+                    )
                     self._log_llm_episode(infos, row)
         done = [episode.to_numpy() for episode in episodes]
         self._done_episodes_for_metrics.extend(done)
@@ -153,15 +176,20 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         if k == 1:
             return None
         if self.num_envs % k:
-            raise ValueError(f"num_envs_per_env_runner ({self.num_envs}) must be a multiple of "
-                             f"the group size ({k})")
-        picks = np.random.default_rng(seed).integers(len(self.env.unwrapped.prompts),
-                                                     size=self.num_envs // k)
+            raise ValueError(
+                f"num_envs_per_env_runner ({self.num_envs}) must be a multiple of "
+                f"the group size ({k})"
+            )
+        picks = np.random.default_rng(seed).integers(
+            len(self.env.unwrapped.prompts), size=self.num_envs // k
+        )
         return {"prompt_indices": [int(i) for i in picks for _ in range(k)]}
 
     def _start_episode(self, observations, row: int) -> SingleAgentEpisode:
-        episode = SingleAgentEpisode(observation_space=self.env.single_observation_space,
-                                     action_space=self.env.single_action_space)
+        episode = SingleAgentEpisode(
+            observation_space=self.env.single_observation_space,
+            action_space=self.env.single_action_space,
+        )
         episode.add_env_reset(observation=_row(observations, row))
         return episode
 
@@ -173,10 +201,12 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         self.metrics.log_value(M.EPISODES, 1, reduce="sum")
         for name, values in infos["reward_components"].items():
             if not name.startswith("_"):
-                self.metrics.log_value(M.COMPONENT_SUM_PREFIX + name, float(values[row]),
-                                       reduce="sum")
-        self._samples.append((str(infos["prompt"][row]), str(infos["completion"][row]),
-                              float(infos["score"][row])))
+                self.metrics.log_value(
+                    M.COMPONENT_SUM_PREFIX + name, float(values[row]), reduce="sum"
+                )
+        self._samples.append(
+            (str(infos["prompt"][row]), str(infos["completion"][row]), float(infos["score"][row]))
+        )
 
     def pop_samples(self, limit: int = 8) -> list[tuple[str, str, float]]:
         """Recent (prompt, completion, score) triples, for the tracker's table of generations."""

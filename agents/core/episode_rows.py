@@ -31,11 +31,16 @@ def episode_prompt(episode) -> np.ndarray:
 def episode_rows(episodes) -> dict[str, torch.Tensor]:
     """Token rows of N complete episodes, with their per-token sampling log-probs, rewards and
     reference log-probs ([N, T] float32, 0 on padding)."""
-    rows = rows_batch(pad_rows([episode_prompt(e) for e in episodes],
-                               [np.asarray(e.get_actions()) for e in episodes]))
+    rows = rows_batch(
+        pad_rows(
+            [episode_prompt(e) for e in episodes], [np.asarray(e.get_actions()) for e in episodes]
+        )
+    )
     width = rows[ACTIONS].shape[1]
-    for column, values in ((ACTION_LOGP, [e.get_extra_model_outputs(ACTION_LOGP) for e in episodes]),
-                           (REWARDS, [e.get_rewards() for e in episodes]),
-                           (REF_LOGP, [e.get_extra_model_outputs(REF_LOGP) for e in episodes])):
+    for column, values in (
+        (ACTION_LOGP, [e.get_extra_model_outputs(ACTION_LOGP) for e in episodes]),
+        (REWARDS, [e.get_rewards() for e in episodes]),
+        (REF_LOGP, [e.get_extra_model_outputs(REF_LOGP) for e in episodes]),
+    ):
         rows[column] = pad_sequences(values, width, dtype=torch.float32)
     return rows

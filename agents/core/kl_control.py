@@ -96,8 +96,14 @@ class AdaptiveKLController(KLController):
 
     kind = "adaptive"
 
-    def __init__(self, beta: float, target: float, tolerance: float = 1.5, factor: float = 2.0,
-                 min_beta: float = 0.0):
+    def __init__(
+        self,
+        beta: float,
+        target: float,
+        tolerance: float = 1.5,
+        factor: float = 2.0,
+        min_beta: float = 0.0,
+    ):
         super().__init__(beta, min_beta)
         _check_target(target)
         if beta <= 0 or tolerance <= 1 or factor <= 1:
@@ -131,8 +137,14 @@ class ProportionalKLController(KLController):
 
     kind = "proportional"
 
-    def __init__(self, beta: float, target: float, horizon: float, error_clip: float = 0.2,
-                 min_beta: float = 0.0):
+    def __init__(
+        self,
+        beta: float,
+        target: float,
+        horizon: float,
+        error_clip: float = 0.2,
+        min_beta: float = 0.0,
+    ):
         super().__init__(beta, min_beta)
         _check_target(target)
         if beta <= 0 or horizon <= 0 or not 0 < error_clip < 1:
@@ -144,8 +156,10 @@ class ProportionalKLController(KLController):
 
     def _next_beta(self, measured_kl: float, n_steps: int) -> float:
         if n_steps * self.error_clip >= self.horizon:
-            raise ValueError(f"n_steps={n_steps} is too large for horizon={self.horizon}: "
-                             f"below target β would fall by {self.error_clip}·n/horizon >= 100%")
+            raise ValueError(
+                f"n_steps={n_steps} is too large for horizon={self.horizon}: "
+                f"below target β would fall by {self.error_clip}·n/horizon >= 100%"
+            )
         # docs/formulation.md eq. 17: e = clip(d/target − 1, ±0.2).
         error = min(max(measured_kl / self.target - 1, -self.error_clip), self.error_clip)
         # β ← β·(1 + e·n_steps/horizon).

@@ -44,8 +44,12 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return masked_sum(centred * centred, mask) / (count - 1 if unbiased else count)
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8,
-           total: Callable[[torch.Tensor], torch.Tensor] = global_sum) -> torch.Tensor:
+def whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    eps: float = 1e-8,
+    total: Callable[[torch.Tensor], torch.Tensor] = global_sum,
+) -> torch.Tensor:
     """``x`` normalised to zero mean and unit (unbiased) variance over the real tokens of the
     batch, 0 on padding (docs/formulation.md eq. 10). ``total`` turns local sums into batch
     sums; the default, :func:`global_sum`, makes the batch the global one across learners."""

@@ -51,15 +51,19 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         torch.nn.init.zeros_(self.value_head.bias)
 
     def get_non_inference_attributes(self) -> list[str]:
-        return {"shared": ["value_head"], "separate": ["value_head", "critic_backbone"],
-                "none": []}[self.critic_kind]
+        return {
+            "shared": ["value_head"],
+            "separate": ["value_head", "critic_backbone"],
+            "none": [],
+        }[self.critic_kind]
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         """Next-token logits after each observation (stock RLlib env runners use this path)."""
         obs = batch[Columns.OBS]
         mask = obs[ATTENTION_MASK]
-        out = self.policy(input_ids=obs[INPUT_IDS], attention_mask=mask,
-                          position_ids=position_ids(mask))
+        out = self.policy(
+            input_ids=obs[INPUT_IDS], attention_mask=mask, position_ids=position_ids(mask)
+        )
         last = mask.sum(-1) - 1
         return {Columns.ACTION_DIST_INPUTS: out.logits[torch.arange(len(last)), last]}
 
@@ -82,5 +86,6 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     @staticmethod
     def _response_states(backbone: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
         """Hidden states [N, T, H] at the positions that predict response tokens a_0..a_{T-1}."""
-        return response_states(backbone, batch[INPUT_IDS], batch[ATTENTION_MASK],
-                               int(batch[PROMPT_WIDTH][0]))
+        return response_states(
+            backbone, batch[INPUT_IDS], batch[ATTENTION_MASK], int(batch[PROMPT_WIDTH][0])
+        )

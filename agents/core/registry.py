@@ -20,5 +20,7 @@ def get_algorithm(name: str):
     try:
         module_name, _, attr = ALGORITHMS[name].partition(":")
     except KeyError:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}") from None
+        raise ValueError(
+            f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}"
+        ) from None
     return getattr(importlib.import_module(module_name), attr)

@@ -25,14 +25,24 @@ class Tracker:
         import wandb
 
         wandb_dir = Path(run_dir).resolve()
-        for variable, sub in (("WANDB_DIR", ""), ("WANDB_CACHE_DIR", ".wandb-cache"),
-                              ("WANDB_CONFIG_DIR", ".wandb-config"),
-                              ("WANDB_DATA_DIR", ".wandb-data"),
-                              ("WANDB_ARTIFACT_DIR", ".wandb-artifacts")):
+        for variable, sub in (
+            ("WANDB_DIR", ""),
+            ("WANDB_CACHE_DIR", ".wandb-cache"),
+            ("WANDB_CONFIG_DIR", ".wandb-config"),
+            ("WANDB_DATA_DIR", ".wandb-data"),
+            ("WANDB_ARTIFACT_DIR", ".wandb-artifacts"),
+        ):
             os.environ[variable] = str(wandb_dir / sub)
         wandb_dir.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=project, name=name, dir=str(wandb_dir), config=config,
-                              mode=mode, resume="allow", id=_run_id(wandb_dir, name))
+        self.run = wandb.init(
+            project=project,
+            name=name,
+            dir=str(wandb_dir),
+            config=config,
+            mode=mode,
+            resume="allow",
+            id=_run_id(wandb_dir, name),
+        )
         self._wandb = wandb
 
     def log(self, metrics: dict, step: int) -> None:
@@ -42,8 +52,9 @@ class Tracker:
     def log_samples(self, samples: list[tuple[str, str, float]], step: int) -> None:
         """A table of (prompt, completion, score) generations."""
         if self.run is not None and samples:
-            table = self._wandb.Table(columns=["prompt", "completion", "score"],
-                                      data=[list(s) for s in samples])
+            table = self._wandb.Table(
+                columns=["prompt", "completion", "score"], data=[list(s) for s in samples]
+            )
             self.run.log({"samples": table}, step=step)
 
     def finish(self) -> None:

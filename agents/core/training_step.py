@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ray
 from ray.rllib.core import DEFAULT_MODULE_ID
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import (
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
@@ -36,32 +35,49 @@ class OnlineTrainingStep:
     def training_step(self) -> None:
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, runner_metrics = sample_episodes(
-                self.env_runner_group, self.config.episodes_per_iteration,
-                timeout_s=self.config.sample_timeout_s)
+                self.env_runner_group,
+                self.config.episodes_per_iteration,
+                timeout_s=self.config.sample_timeout_s,
+            )
         self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            results = update_learners(self.learner_group,
-                                      training_units(episodes, self.config.group_size))
+            results = update_learners(
+                self.learner_group, training_units(episodes, self.config.group_size)
+            )
         self.metrics.aggregate(results, key=LEARNER_RESULTS)
-        self.env_runner_group.sync_weights(from_worker_or_learner_group=self.learner_group,
-                                           policies=[DEFAULT_MODULE_ID], inference_only=True)
+        self.env_runner_group.sync_weights(
+            from_worker_or_learner_group=self.learner_group,
+            policies=[DEFAULT_MODULE_ID],
+            inference_only=True,
+        )
 
 
 def sample_episodes(env_runner_group, num_episodes: int, *, timeout_s: float | None = None):
-    """Exactly ``num_episodes`` complete episodes from the env runners, with their metrics."""
+    """Exactly ``num_episodes`` complete episodes from the env runners, with their metrics.
+
+    Each call of a runner's ``sample()`` returns one episode per environment; a round asks as
+    many healthy runners as the episodes still missing need (the local runner when there are no
+    remote ones). A runner that fails loses its round's episodes, and RLlib restarts it.
+    """
     episodes, metrics = [], []
-    rounds = 0
-    while len(episodes) < num_episodes:
-        if rounds >= SPARE_ROUNDS + num_episodes:
-            raise RuntimeError(f"the env runners returned {len(episodes)} of {num_episodes} "
-                               f"episodes in {rounds} rounds")
-        sampled, stats = synchronous_parallel_sample(
-            worker_set=env_runner_group, sample_timeout_s=timeout_s,
-            _uses_new_env_runners=True, _return_metrics=True)
-        episodes += sampled
-        metrics += stats
-        rounds += 1
-    return episodes[:num_episodes], metrics
+    per_call = env_runner_group.local_env_runner.num_envs if env_runner_group.local_env_runner \
+        else None
+    for _ in range(num_episodes + SPARE_ROUNDS):
+        if len(episodes) >= num_episodes:
+            return episodes[:num_episodes], metrics
+        if env_runner_group.num_remote_env_runners() == 0:
+            results = [(env_runner_group.local_env_runner.sample(),
+                        env_runner_group.local_env_runner.get_metrics())]
+        else:
+            calls = -(-(num_episodes - len(episodes)) // (per_call or 1))
+            results = env_runner_group.foreach_env_runner(
+                lambda runner: (runner.sample(), runner.get_metrics()), local_env_runner=False,
+                remote_worker_ids=env_runner_group.healthy_env_runner_ids()[:calls],
+                timeout_seconds=timeout_s)
+        for sampled, stats in results:
+            episodes += sampled
+            metrics.append(stats)
+    raise RuntimeError(f"the env runners returned {len(episodes)} of {num_episodes} episodes")
 
 
 def training_units(episodes: list, group_size: int) -> list[list]:
@@ -84,11 +100,12 @@ def update_learners(learner_group, units: list[list]) -> list[dict]:
         return learner_group.update(episodes=[e for unit in units for e in unit])
     shards = len(learner_group)
     if len(units) % shards:
-        raise ValueError(f"{len(units)} training units do not split evenly over {shards} "
-                         "learners")
+        raise ValueError(f"{len(units)} training units do not split evenly over {shards} learners")
     size = len(units) // shards
-    refs = [ray.put([e for unit in units[i * size:(i + 1) * size] for e in unit])
-            for i in range(shards)]
+    refs = [
+        ray.put([e for unit in units[i * size : (i + 1) * size] for e in unit])
+        for i in range(shards)
+    ]
     return learner_group.update(episodes_refs=refs)
 
 
@@ -97,9 +114,13 @@ def update_on_rows(learner_group, shards: list[dict]) -> list[dict]:
     learner (a single one on a local learner)."""
     from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 
-    batches = [MultiAgentBatch({DEFAULT_MODULE_ID: SampleBatch(
-        {key: value.numpy() for key, value in rows.items()})}, env_steps=len(rows[next(iter(rows))]))
-        for rows in shards]
+    batches = [
+        MultiAgentBatch(
+            {DEFAULT_MODULE_ID: SampleBatch({key: value.numpy() for key, value in rows.items()})},
+            env_steps=len(rows[next(iter(rows))]),
+        )
+        for rows in shards
+    ]
     if learner_group.is_local:
         return learner_group.update(batch=batches[0])
     return learner_group.update(batch_refs=[ray.put(batch) for batch in batches])

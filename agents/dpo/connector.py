@@ -30,8 +30,9 @@ from agents.dpo.rows import preference_rows
 class PreferencePairConnector(ConnectorV2):
     """Builds DPO rows and reference log-probs from grouped, scored episodes."""
 
-    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None,
-                 metrics=None, **kwargs) -> dict[str, Any]:
+    def __call__(
+        self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs
+    ) -> dict[str, Any]:
         pairs = best_worst_pairs(episodes)
         chosen, rejected, weights = zip(*pairs)
         rows = preference_rows(
@@ -40,7 +41,9 @@ class PreferencePairConnector(ConnectorV2):
             [np.asarray(e.get_actions()) for e in rejected],
             ref_chosen=[e.get_extra_model_outputs(REF_LOGP) for e in chosen],
             ref_rejected=[e.get_extra_model_outputs(REF_LOGP) for e in rejected],
-            weights=weights, kl_coef=[e.custom_data["kl_coef"] for e in chosen])
+            weights=weights,
+            kl_coef=[e.custom_data["kl_coef"] for e in chosen],
+        )
         if metrics is not None:
             margins = [c.custom_data["score"] - r.custom_data["score"] for c, r, _ in pairs]
             metrics.log_value("dpo/pairs", float(sum(weights)), reduce="sum")

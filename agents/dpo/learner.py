@@ -45,14 +45,22 @@ class DPOLearner(RowMinibatchLearner):
         chosen, rejected = summed_logprobs(token_logps, mask, average).chunk(2)
         ref_chosen, ref_rejected = summed_logprobs(batch[REF_LOGP], mask, average).chunk(2)
         weights = batch[PAIR_WEIGHT].chunk(2)[0]
-        loss, stats = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta=dpo["beta"],
-                               loss_type=dpo["loss_type"],
-                               label_smoothing=dpo["label_smoothing"], weights=weights,
-                               denominator=self.mean_denominator(weights.sum()))
+        loss, stats = dpo_loss(
+            chosen,
+            rejected,
+            ref_chosen,
+            ref_rejected,
+            beta=dpo["beta"],
+            loss_type=dpo["loss_type"],
+            label_smoothing=dpo["label_smoothing"],
+            weights=weights,
+            denominator=self.mean_denominator(weights.sum()),
+        )
         kl = kl_penalty(token_logps, batch[REF_LOGP], mask)
         loss = loss + (batch[KL_COEF] * kl).sum() / self.mean_denominator(len(kl))
         stats.update({"kl_penalty": kl.detach().mean(), "kl_coef": batch[KL_COEF].mean()})
         # A minibatch whose pairs all tied has no pair statistics (NaN): none are logged.
-        self.metrics.log_dict({f"dpo/{k}": float(v) for k, v in stats.items() if v == v},
-                              key=module_id, reduce="mean")
+        self.metrics.log_dict(
+            {f"dpo/{k}": float(v) for k, v in stats.items() if v == v}, key=module_id, reduce="mean"
+        )
         return loss

@@ -26,8 +26,9 @@ from rlhf_env.envs.kl import kl_estimate
 AVERAGE_LOGPROBS = {"sigmoid": False, "ipo": True}
 
 
-def kl_penalty(token_logps: torch.Tensor, ref_token_logps: torch.Tensor,
-               mask: torch.Tensor) -> torch.Tensor:
+def kl_penalty(
+    token_logps: torch.Tensor, ref_token_logps: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Σ_t ½·(log π_θ(y_t|·) − log π_ref(y_t|·))² of each response: online DPO's KL term
     (docs/formulation.md eq. 27, the k2 estimator of eq. 4 summed over the real tokens).
 
@@ -46,8 +47,10 @@ def kl_penalty(token_logps: torch.Tensor, ref_token_logps: torch.Tensor,
         [N] float32, ≥ 0.
     """
     if not token_logps.shape == ref_token_logps.shape == mask.shape:
-        raise ValueError(f"expected three [N, T] tensors; got {tuple(token_logps.shape)}, "
-                         f"{tuple(ref_token_logps.shape)}, {tuple(mask.shape)}")
+        raise ValueError(
+            f"expected three [N, T] tensors; got {tuple(token_logps.shape)}, "
+            f"{tuple(ref_token_logps.shape)}, {tuple(mask.shape)}"
+        )
     per_token = kl_estimate(token_logps.float(), ref_token_logps.detach().float(), "k2")
     return torch.where(mask.bool(), per_token, 0).sum(-1)
 
@@ -89,15 +92,20 @@ def dpo_loss(
         strictly higher; 0 while π_θ = π_ref), ``rewards/margin`` (mean chosen − rejected
         reward), ``logps/chosen`` and ``logps/rejected`` (mean log π_θ).
     """
-    inputs = {"policy_chosen": policy_chosen, "policy_rejected": policy_rejected,
-              "ref_chosen": ref_chosen, "ref_rejected": ref_rejected}
+    inputs = {
+        "policy_chosen": policy_chosen,
+        "policy_rejected": policy_rejected,
+        "ref_chosen": ref_chosen,
+        "ref_rejected": ref_rejected,
+    }
     for name, tensor in inputs.items():
         if tensor.ndim != 1 or tensor.shape != policy_chosen.shape or len(tensor) == 0:
             shapes = {k: tuple(v.shape) for k, v in inputs.items()}
             raise ValueError(f"expected four [N] tensors with N ≥ 1; {name} breaks it: {shapes}")
     if loss_type not in AVERAGE_LOGPROBS:
-        raise ValueError(f"unknown DPO loss_type {loss_type!r}; choose one of "
-                         f"{sorted(AVERAGE_LOGPROBS)}")
+        raise ValueError(
+            f"unknown DPO loss_type {loss_type!r}; choose one of {sorted(AVERAGE_LOGPROBS)}"
+        )
     if beta <= 0:
         raise ValueError(f"beta must be positive, got {beta}")
     if not 0 <= label_smoothing < 0.5:
@@ -115,8 +123,9 @@ def dpo_loss(
     if loss_type == "sigmoid":
         # eq. 23: L = −mean log σ(β·h); eq. 24 (cDPO, ε = label_smoothing): the expectation
         # over a label flipped with probability ε, −(1−ε)·log σ(β·h) − ε·log σ(−β·h).
-        losses = (-(1 - label_smoothing) * F.logsigmoid(beta * h)
-                  - label_smoothing * F.logsigmoid(-beta * h))
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(
+            -beta * h
+        )
     else:
         # eq. 25 (IPO): L = mean (h − 1/(2τ))², with the paper's regulariser τ = β.
         losses = (h - 1 / (2 * beta)) ** 2

@@ -36,9 +36,11 @@ REF_CHOSEN, REF_REJECTED = "ref_chosen", "ref_rejected"
 TOKEN_COLUMNS = (PROMPT_IDS, CHOSEN_IDS, REJECTED_IDS)
 
 
-def tokenize_pairs(preferences, tokenizer, *, max_prompt_tokens: int,
-                   max_response_tokens: int) -> dict[str, list[list[int]]]:
+def tokenize_pairs(
+    preferences, tokenizer, *, max_prompt_tokens: int, max_response_tokens: int
+) -> dict[str, list[list[int]]]:
     """Token ids of every ordered (chosen, rejected) pair of ``preferences`` (best first)."""
+
     def encode(text: str, limit: int) -> list[int]:
         return tokenizer(text, add_special_tokens=False)["input_ids"][:limit]
 
@@ -56,25 +58,43 @@ def tokenize_pairs(preferences, tokenizer, *, max_prompt_tokens: int,
 
 
 @torch.no_grad()
-def reference_logprobs(model: torch.nn.Module, prompts: Sequence[Sequence[int]],
-                       responses: Sequence[Sequence[int]], *, batch_size: int = 16,
-                       pad_id: int = 0) -> list[list[float]]:
+def reference_logprobs(
+    model: torch.nn.Module,
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 16,
+    pad_id: int = 0,
+) -> list[list[float]]:
     """log π(y_t | x, y_<t) of every token of each response, one forward per batch."""
     out = []
     for start in range(0, len(prompts), batch_size):
         chunk = responses[start : start + batch_size]
-        logps = response_logprobs(model, pad_rows(prompts[start : start + batch_size], chunk,
-                                                  pad_id=pad_id))
+        logps = response_logprobs(
+            model, pad_rows(prompts[start : start + batch_size], chunk, pad_id=pad_id)
+        )
         out += [row[: len(response)].tolist() for row, response in zip(logps, chunk)]
     return out
 
 
-def build_pair_table(preferences, tokenizer, reference: torch.nn.Module, *,
-                     max_prompt_tokens: int, max_response_tokens: int, max_pairs: int = 0,
-                     seed: int = 0, batch_size: int = 16) -> pa.Table:
+def build_pair_table(
+    preferences,
+    tokenizer,
+    reference: torch.nn.Module,
+    *,
+    max_prompt_tokens: int,
+    max_response_tokens: int,
+    max_pairs: int = 0,
+    seed: int = 0,
+    batch_size: int = 16,
+) -> pa.Table:
     """The parquet table of the module docstring; ``max_pairs`` > 0 keeps that many pairs."""
-    table = tokenize_pairs(preferences, tokenizer, max_prompt_tokens=max_prompt_tokens,
-                           max_response_tokens=max_response_tokens)
+    table = tokenize_pairs(
+        preferences,
+        tokenizer,
+        max_prompt_tokens=max_prompt_tokens,
+        max_response_tokens=max_response_tokens,
+    )
     order = list(range(len(table[PROMPT_IDS])))
     random.Random(seed).shuffle(order)
     if max_pairs > 0:
@@ -82,8 +102,9 @@ def build_pair_table(preferences, tokenizer, reference: torch.nn.Module, *,
     table = {column: [values[i] for i in order] for column, values in table.items()}
     pad_id = tokenizer.pad_token_id or 0
     for column, ref_column in ((CHOSEN_IDS, REF_CHOSEN), (REJECTED_IDS, REF_REJECTED)):
-        table[ref_column] = reference_logprobs(reference, table[PROMPT_IDS], table[column],
-                                               batch_size=batch_size, pad_id=pad_id)
+        table[ref_column] = reference_logprobs(
+            reference, table[PROMPT_IDS], table[column], batch_size=batch_size, pad_id=pad_id
+        )
     return pa.table(table)
 
 
@@ -98,9 +119,14 @@ def write_table(table: pa.Table, path: Path) -> Path:
 
 def pair_rows(pairs: dict[str, list], pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Training rows (chosen first) of a dict of pair-table columns."""
-    return preference_rows(pairs[PROMPT_IDS], pairs[CHOSEN_IDS], pairs[REJECTED_IDS],
-                           ref_chosen=pairs[REF_CHOSEN], ref_rejected=pairs[REF_REJECTED],
-                           pad_id=pad_id)
+    return preference_rows(
+        pairs[PROMPT_IDS],
+        pairs[CHOSEN_IDS],
+        pairs[REJECTED_IDS],
+        ref_chosen=pairs[REF_CHOSEN],
+        ref_rejected=pairs[REF_REJECTED],
+        pad_id=pad_id,
+    )
 
 
 class PairTable:
@@ -119,9 +145,15 @@ class PairTable:
 
 
 @torch.no_grad()
-def preference_metrics(policy: torch.nn.Module, table: pa.Table, *, beta: float,
-                       loss_type: str = "sigmoid", batch_size: int = 16,
-                       pad_id: int = 0) -> dict[str, float]:
+def preference_metrics(
+    policy: torch.nn.Module,
+    table: pa.Table,
+    *,
+    beta: float,
+    loss_type: str = "sigmoid",
+    batch_size: int = 16,
+    pad_id: int = 0,
+) -> dict[str, float]:
     """DPO statistics of ``policy`` on a pair table: implicit-reward accuracy, margin, loss."""
     data = table.to_pydict()
     average = AVERAGE_LOGPROBS[loss_type]
@@ -129,11 +161,18 @@ def preference_metrics(policy: torch.nn.Module, table: pa.Table, *, beta: float,
     for start in range(0, len(data[PROMPT_IDS]), batch_size):
         rows = pair_rows({k: v[start : start + batch_size] for k, v in data.items()}, pad_id)
         padded = padded_rows(rows)
-        policy_logps.append(summed_logprobs(response_logprobs(policy, padded),
-                                            padded.loss_mask, average))
+        policy_logps.append(
+            summed_logprobs(response_logprobs(policy, padded), padded.loss_mask, average)
+        )
         ref_logps.append(summed_logprobs(rows[REF_LOGP], padded.loss_mask, average))
     chosen, rejected = zip(*(logps.chunk(2) for logps in policy_logps))
     ref_chosen, ref_rejected = zip(*(logps.chunk(2) for logps in ref_logps))
-    _, stats = dpo_loss(torch.cat(chosen), torch.cat(rejected), torch.cat(ref_chosen),
-                        torch.cat(ref_rejected), beta=beta, loss_type=loss_type)
+    _, stats = dpo_loss(
+        torch.cat(chosen),
+        torch.cat(rejected),
+        torch.cat(ref_chosen),
+        torch.cat(ref_rejected),
+        beta=beta,
+        loss_type=loss_type,
+    )
     return {key: float(value) for key, value in stats.items()}

@@ -56,22 +56,33 @@ class OnlineDPOAlgorithm(OnlineLLMAlgorithm):
             raise ValueError(
                 f"scale.num_envs_per_env_runner ({config.scale.num_envs_per_env_runner}) must "
                 f"be a multiple of the group size dpo.group_size={config.algo.group_size}: the "
-                "responses to one prompt are sampled side by side")
+                "responses to one prompt are sampled side by side"
+            )
         super().validate(config)
 
     def rllib_config(self, config) -> OnlineDPOConfig:
         dpo = config.algo
         rllib_config = self.configure_online(
-            OnlineDPOConfig(), config, group_size=dpo.group_size, critic="none",
+            OnlineDPOConfig(),
+            config,
+            group_size=dpo.group_size,
+            critic="none",
             learner_class=DPOLearner,
-            learner_config={"epochs": dpo.epochs, "minibatch_pairs": dpo.minibatch_pairs,
-                            "beta": dpo.beta, "loss_type": dpo.loss_type,
-                            "label_smoothing": dpo.label_smoothing},
+            learner_config={
+                "epochs": dpo.epochs,
+                "minibatch_pairs": dpo.minibatch_pairs,
+                "beta": dpo.beta,
+                "loss_type": dpo.loss_type,
+                "label_smoothing": dpo.label_smoothing,
+            },
             learner_connector=PreferencePairConnector,
         )
-        return rllib_config.training(lr=dpo.lr, grad_clip=dpo.grad_clip,
-                                     grad_clip_by="global_norm",
-                                     train_batch_size_per_learner=self.episodes_per_iteration(config))
+        return rllib_config.training(
+            lr=dpo.lr,
+            grad_clip=dpo.grad_clip,
+            grad_clip_by="global_norm",
+            train_batch_size_per_learner=self.episodes_per_iteration(config),
+        )
 
 
 ONLINE_DPO = OnlineDPOAlgorithm("dpo_online", "dpo", OnlineDPOSettings)

@@ -21,16 +21,18 @@ DRIVER_STATE = "driver.json"
 POLICY = "policy"
 
 
-def save_checkpoint(algo, controller, iteration: int, run_dir: Path, *, model_spec: str,
-                    keep: int) -> Path:
+def save_checkpoint(
+    algo, controller, iteration: int, run_dir: Path, *, model_spec: str, keep: int
+) -> Path:
     """RLlib state + driver state + exported policy; keep the newest ``keep`` (0: all)."""
     final = run_dir / CHECKPOINTS / f"iter_{iteration:06d}"
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     algo.save_to_path(str((partial / "algorithm").resolve()))
     export_policy(algo, partial / POLICY, model_spec)
-    (partial / DRIVER_STATE).write_text(json.dumps(
-        {"iteration": iteration, "kl_controller": controller.state_dict()}))
+    (partial / DRIVER_STATE).write_text(
+        json.dumps({"iteration": iteration, "kl_controller": controller.state_dict()})
+    )
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     if keep > 0:
@@ -57,8 +59,11 @@ def export_policy(algo, folder: Path, model_spec: str) -> None:
 
 def checkpoints(run_dir: Path) -> list[Path]:
     """The run's complete checkpoints, oldest first."""
-    return sorted(p for p in (run_dir / CHECKPOINTS).glob("iter_*")
-                  if not p.name.endswith(".partial") and (p / DRIVER_STATE).exists())
+    return sorted(
+        p
+        for p in (run_dir / CHECKPOINTS).glob("iter_*")
+        if not p.name.endswith(".partial") and (p / DRIVER_STATE).exists()
+    )
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -22,9 +22,16 @@ class Evaluator:
 
     def __init__(self, config: TrainConfig, extra: Callable | None = None, num_envs: int = 8):
         self.episodes = config.run.eval_episodes
-        self.envs = gym.make_vec(config.task.id, num_envs=num_envs,
-                                 vectorization_mode="vector_entry_point",
-                                 **config.env_kwargs(split="test")) if self.episodes else None
+        self.envs = (
+            gym.make_vec(
+                config.task.id,
+                num_envs=num_envs,
+                vectorization_mode="vector_entry_point",
+                **config.env_kwargs(split="test"),
+            )
+            if self.episodes
+            else None
+        )
         self.extra = extra
 
     def __call__(self, policy) -> tuple[dict[str, float], list[dict]]:

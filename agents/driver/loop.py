@@ -55,8 +55,11 @@ def init_ray(num_cpus: int) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(include_dashboard=False, log_to_driver=False)
     else:
-        ray.init(num_cpus=max(num_cpus, os.cpu_count() or 1), include_dashboard=False,
-                 log_to_driver=False)
+        ray.init(
+            num_cpus=max(num_cpus, os.cpu_count() or 1),
+            include_dashboard=False,
+            log_to_driver=False,
+        )
 
 
 def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
@@ -66,24 +69,29 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
     torch.set_num_threads(threads_per_process(config))
-    init_ray(1 + config.scale.num_env_runners + config.scale.num_learners)
-
     algorithm.prepare(config)
+    init_ray(1 + config.scale.num_env_runners + config.scale.num_learners)
     algo = algorithm.rllib_config(config).build_algo()
     controller = config.kl.build(config.initial_kl_coef)
     checkpoint = latest_checkpoint(run_dir) if config.run.resume else None
     start = restore_checkpoint(algo, controller, checkpoint) if checkpoint else 0
     for log in (M.METRICS_FILE, M.EVAL_FILE):  # drop what ran after the checkpoint
         _truncate_log(run_dir / log, start)
-    tracker = Tracker(config.run.wandb, config.run.wandb_project, config.run.name, run_dir,
-                      config.as_dict())
+    tracker = Tracker(
+        config.run.wandb, config.run.wandb_project, config.run.name, run_dir, config.as_dict()
+    )
     evaluator = Evaluator(config, algorithm.extra_evaluation(config))
     if start == 0:
         _evaluate(evaluator, current_policy(algo, config.model), tracker, run_dir, step=0)
 
     records = []
-    bar = tqdm(range(start, config.run.iterations), desc=config.algorithm, disable=not progress,
-               initial=start, total=config.run.iterations)
+    bar = tqdm(
+        range(start, config.run.iterations),
+        desc=config.algorithm,
+        disable=not progress,
+        initial=start,
+        total=config.run.iterations,
+    )
     for iteration in bar:
         step = iteration + 1
         algorithm.before_iteration(algo, controller.beta, iteration)
@@ -100,10 +108,17 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         if _due(step, config.run.eval_every, config.run.iterations):
             _evaluate(evaluator, current_policy(algo, config.model), tracker, run_dir, step)
         if _due(step, config.run.checkpoint_every, config.run.iterations):
-            save_checkpoint(algo, controller, step, run_dir, model_spec=config.model,
-                            keep=config.run.keep_checkpoints)
-        bar.set_postfix({key.split("/")[-1]: f"{record[key]:+.4f}" for key in PROGRESS_KEYS
-                         if key in record})
+            save_checkpoint(
+                algo,
+                controller,
+                step,
+                run_dir,
+                model_spec=config.model,
+                keep=config.run.keep_checkpoints,
+            )
+        bar.set_postfix(
+            {key.split("/")[-1]: f"{record[key]:+.4f}" for key in PROGRESS_KEYS if key in record}
+        )
     tracker.finish()
     algo.stop()
     return records
@@ -112,8 +127,11 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
 def _truncate_log(path: Path, iteration: int) -> None:
     """Keep the JSON-lines records of iterations up to ``iteration`` (resume after a crash)."""
     if path.exists():
-        kept = [line for line in path.read_text().splitlines()
-                if json.loads(line)["iteration"] <= iteration]
+        kept = [
+            line
+            for line in path.read_text().splitlines()
+            if json.loads(line)["iteration"] <= iteration
+        ]
         path.write_text("".join(line + "\n" for line in kept))
 
 

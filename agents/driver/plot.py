@@ -27,9 +27,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     # Online runs have training score, KL and β per iteration; offline DPO has its pairs'
     # accuracy, and evaluations may add the held-out implicit-reward accuracy.
-    _line(top, train, M.SCORE, "train score (batch mean)", "-", alpha=.6)
+    _line(top, train, M.SCORE, "train score (batch mean)", "-", alpha=0.6)
     _line(top, evals, M.EVAL_SCORE, "held-out score", "o-")
-    _line(top, train, M.DPO_ACCURACY, "train pairs: implicit-reward accuracy", "-", alpha=.6)
+    _line(top, train, M.DPO_ACCURACY, "train pairs: implicit-reward accuracy", "-", alpha=0.6)
     _line(top, evals, M.EVAL_ACCURACY, "held-out pairs: implicit-reward accuracy", "s-")
     top.set_ylabel("score / accuracy")
     top.legend()
@@ -42,7 +42,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     betas = [r.get(M.KL_COEF, 0) for r in train]
     if min(betas) > 0:  # β spans decades: its own log axis (DPO runs may have β = 0)
         beta = bottom.twinx()
-        beta.semilogy([r["iteration"] for r in train], betas, "k--", alpha=.5, label="β (right)")
+        beta.semilogy([r["iteration"] for r in train], betas, "k--", alpha=0.5, label="β (right)")
         beta.set_ylabel("β")
         beta.legend(loc="upper right")
     out = Path(out) if out else run_dir / "reward_curve.png"

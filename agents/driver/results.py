@@ -17,8 +17,11 @@ def iteration_record(result: dict) -> dict[str, float]:
     """Our metrics of an RLlib result dict (online or offline)."""
     learners = result["learners"]
     learner = {**learners.get("__all_modules__", {}), **learners[DEFAULT_MODULE_ID]}
-    record = {key: float(value) for key, value in learner.items()
-              if key.startswith((M.LOSSES_PREFIX, M.DPO_PREFIX))}
+    record = {
+        key: float(value)
+        for key, value in learner.items()
+        if key.startswith((M.LOSSES_PREFIX, M.DPO_PREFIX))
+    }
     record[M.ITERATION_S] = float(result["time_this_iter_s"])
     if M.LOSSES_PREFIX + "entropy" in record:  # PPO measures it on its training tokens
         record[M.ENTROPY] = record[M.LOSSES_PREFIX + "entropy"]
@@ -26,17 +29,19 @@ def iteration_record(result: dict) -> dict[str, float]:
     if M.EPISODES not in runners:  # offline: no environment was stepped
         return record
     episodes, tokens = float(runners[M.EPISODES]), float(runners[M.TOKENS])
-    record.update({
-        M.SCORE: float(runners[M.SCORE_SUM]) / episodes,
-        M.KL: kl_per_token([float(runners[M.KL_SUM])], [tokens]),
-        M.RESPONSE_LENGTH: tokens / episodes,
-        M.TOKENS: tokens,
-        M.EPISODES: episodes,
-    })
+    record.update(
+        {
+            M.SCORE: float(runners[M.SCORE_SUM]) / episodes,
+            M.KL: kl_per_token([float(runners[M.KL_SUM])], [tokens]),
+            M.RESPONSE_LENGTH: tokens / episodes,
+            M.TOKENS: tokens,
+            M.EPISODES: episodes,
+        }
+    )
     record[M.KL_REF] = record[M.KL]
     for key, value in runners.items():
         if key.startswith(M.COMPONENT_SUM_PREFIX):
-            record[M.REWARD_PREFIX + key[len(M.COMPONENT_SUM_PREFIX):]] = float(value) / episodes
+            record[M.REWARD_PREFIX + key[len(M.COMPONENT_SUM_PREFIX) :]] = float(value) / episodes
     timers = result["timers"]
     record[M.SAMPLE_TOKENS_PER_S] = tokens / max(timers["env_runner_sampling_timer"], 1e-9)
     record[M.LEARN_TOKENS_PER_S] = tokens / max(timers["learner_update_timer"], 1e-9)

@@ -21,8 +21,13 @@ def current_policy(algo, model_spec: str) -> torch.nn.Module:
         return algo.get_module().policy
     state = algo.learner_group.get_weights([DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]
     policy = _driver_copy(model_spec)
-    policy.load_state_dict({key[len(POLICY_PREFIX):]: torch.as_tensor(value)
-                            for key, value in state.items() if key.startswith(POLICY_PREFIX)})
+    policy.load_state_dict(
+        {
+            key[len(POLICY_PREFIX) :]: torch.as_tensor(value)
+            for key, value in state.items()
+            if key.startswith(POLICY_PREFIX)
+        }
+    )
     return policy
 
 

@@ -39,27 +39,42 @@ class PPOAlgorithm(OnlineLLMAlgorithm):
     def validate(self, config) -> None:
         super().validate(config)
         if config.algo.minibatch_episodes % config.scale.learning_processes:
-            raise ValueError(f"ppo.minibatch_episodes={config.algo.minibatch_episodes} does not "
-                             f"split evenly over scale.num_learners={config.scale.num_learners}")
+            raise ValueError(
+                f"ppo.minibatch_episodes={config.algo.minibatch_episodes} does not "
+                f"split evenly over scale.num_learners={config.scale.num_learners}"
+            )
 
     def rllib_config(self, config) -> LLMPPOConfig:
         ppo = config.algo
         rllib_config = self.configure_online(
-            LLMPPOConfig(), config, critic=ppo.critic, learner_class=LLMPPOLearner,
+            LLMPPOConfig(),
+            config,
+            critic=ppo.critic,
+            learner_class=LLMPPOLearner,
             learner_config={
-                "epochs": ppo.epochs, "minibatch_episodes": ppo.minibatch_episodes,
-                "clip_eps": ppo.clip_eps, "vf_coef": ppo.vf_coef,
-                "entropy_coef": ppo.entropy_coef, "value_clip": ppo.value_clip,
+                "epochs": ppo.epochs,
+                "minibatch_episodes": ppo.minibatch_episodes,
+                "clip_eps": ppo.clip_eps,
+                "vf_coef": ppo.vf_coef,
+                "entropy_coef": ppo.entropy_coef,
+                "value_clip": ppo.value_clip,
             },
             learner_connector=functools.partial(
-                SequenceBatchConnector, gamma=ppo.gamma, lam=ppo.lam,
-                whiten_advantages=ppo.whiten_advantages),
+                SequenceBatchConnector,
+                gamma=ppo.gamma,
+                lam=ppo.lam,
+                whiten_advantages=ppo.whiten_advantages,
+            ),
         )
         return rllib_config.training(
-            lr=ppo.lr, grad_clip=ppo.grad_clip, grad_clip_by="global_norm", use_kl_loss=False,
+            lr=ppo.lr,
+            grad_clip=ppo.grad_clip,
+            grad_clip_by="global_norm",
+            use_kl_loss=False,
             # RLlib's batch settings are unused (our training step samples whole episodes and
             # the learner makes its own minibatches); these only pass PPO's config checks.
-            train_batch_size_per_learner=ppo.episodes_per_iteration, minibatch_size=None,
+            train_batch_size_per_learner=ppo.episodes_per_iteration,
+            minibatch_size=None,
             num_epochs=1,
         )
 

@@ -10,11 +10,15 @@ from rlhf_env.data.typed_config import option as _f
 
 @dataclass
 class PPOSettings:
-    episodes_per_iteration: int = _f(32, "Episodes sampled per training iteration (the batch); "
-                                     "a multiple of the environments of all env runners.")
+    episodes_per_iteration: int = _f(
+        32,
+        "Episodes sampled per training iteration (the batch); "
+        "a multiple of the environments of all env runners.",
+    )
     epochs: int = _f(4, "Optimisation epochs over each batch.")
-    minibatch_episodes: int = _f(8, "Episodes per minibatch (over all learners); an episode is "
-                                 "never split.")
+    minibatch_episodes: int = _f(
+        8, "Episodes per minibatch (over all learners); an episode is never split."
+    )
     lr: float = _f(1e-5, "Adam learning rate of policy and critic.")
     grad_clip: float = _f(1.0, "Clip the global gradient norm to this.")
     clip_eps: float = _f(0.2, "Clip range ε of the ratio (docs/formulation.md eq. 12).")
@@ -24,8 +28,10 @@ class PPOSettings:
     gamma: float = _f(1.0, "Discount γ of GAE (eq. 7).")
     lam: float = _f(0.95, "λ of GAE (eq. 8).")
     whiten_advantages: bool = _f(True, "Whiten advantages over the batch (eq. 10).")
-    critic: str = _f("shared", "'shared': value head on the policy backbone; 'separate': its "
-                     "own copy of the backbone.")
+    critic: str = _f(
+        "shared",
+        "'shared': value head on the policy backbone; 'separate': its own copy of the backbone.",
+    )
 
     def __post_init__(self) -> None:
         if self.critic not in ("shared", "separate"):

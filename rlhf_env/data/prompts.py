@@ -20,9 +20,16 @@ from pathlib import Path
 
 from rlhf_env.data.assets import asset_path
 from rlhf_env.data.tables import DataFileError, check_split, held_out, load_split
+
 TINY_PROMPTS = (
-    "this movie was", "the acting is", "i think the film", "the music was really",
-    "the story is", "we were", "the ending was", "they said it was",
+    "this movie was",
+    "the acting is",
+    "i think the film",
+    "the music was really",
+    "the story is",
+    "we were",
+    "the ending was",
+    "they said it was",
 )
 
 
@@ -52,20 +59,26 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
     if source == "tiny":
         return PromptSet(list(TINY_PROMPTS))
     dataset = load_split(source, split, what="prompt file", allow_hub=True)
-    column = field if field in dataset.column_names else (
-        "text" if dataset.column_names == ["text"] else None)
+    column = (
+        field
+        if field in dataset.column_names
+        else ("text" if dataset.column_names == ["text"] else None)
+    )
     if column is None:
         raise DataFileError(
             f"prompt source {str(source)!r} has no column {field!r} (its columns are "
-            f"{dataset.column_names}); name the prompt column with prompt_field=...")
+            f"{dataset.column_names}); name the prompt column with prompt_field=..."
+        )
     columns = {name: dataset[name] for name in dataset.column_names if name != column}
     return PromptSet([str(t) for t in dataset[column]], columns)
 
 
 def _split(prompts: PromptSet, split: str) -> PromptSet:
     keep = held_out(range(len(prompts)), split)
-    return PromptSet([prompts.texts[i] for i in keep],
-                     {name: [values[i] for i in keep] for name, values in prompts.columns.items()})
+    return PromptSet(
+        [prompts.texts[i] for i in keep],
+        {name: [values[i] for i in keep] for name, values in prompts.columns.items()},
+    )
 
 
 def _movie_review_openings(words: int = 5, min_words: int = 8) -> PromptSet:
@@ -86,6 +99,9 @@ def _fortune_openings(max_chars: int = 80) -> PromptSet:
     text = Path(asset_path("fortunes")).read_text(encoding="utf-8", errors="replace")
     firsts = (chunk.strip().splitlines() for chunk in text.split("\n%\n"))
     return PromptSet(
-        [lines[0].strip() for lines in firsts
-         if lines and 0 < len(lines[0].strip()) <= max_chars and "$" not in lines[0]]
+        [
+            lines[0].strip()
+            for lines in firsts
+            if lines and 0 < len(lines[0].strip()) <= max_chars and "$" not in lines[0]
+        ]
     )

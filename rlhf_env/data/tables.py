@@ -16,8 +16,13 @@ from pathlib import Path
 from typing import Any
 
 SPLITS = ("train", "test", "all")
-FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet",
-                 ".txt": "text"}
+FILE_BUILDERS = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+}
 
 
 class DataFileError(ValueError):
@@ -37,8 +42,9 @@ def held_out(rows: list, split: str) -> list:
     return [row for i, row in enumerate(rows) if (i % 10 == 0) == (split == "test")]
 
 
-def load_split(source: Any, split: str, *, what: str, suffixes=tuple(FILE_BUILDERS),
-               allow_hub: bool = False):
+def load_split(
+    source: Any, split: str, *, what: str, suffixes=tuple(FILE_BUILDERS), allow_hub: bool = False
+):
     """The ``split`` of a file, dataset or (``allow_hub``) hub dataset, as a ``datasets.Dataset``.
 
     ``what`` names the data in error messages ("prompt file", "preference file").
@@ -60,7 +66,8 @@ def require_columns(dataset, needed: list[str], *, where: str) -> None:
     if missing:
         raise DataFileError(
             f"{where} has no column {', '.join(map(repr, missing))}; its columns are "
-            f"{dataset.column_names}")
+            f"{dataset.column_names}"
+        )
 
 
 def _load(source: Any, *, what: str, suffixes, allow_hub: bool):
@@ -75,16 +82,23 @@ def _load(source: Any, *, what: str, suffixes, allow_hub: bool):
     path = Path(source)
     if path.suffix not in suffixes:
         if allow_hub and not path.exists():
-            return _quietly(lambda: datasets.load_dataset(str(source),
-                                                          cache_dir=str(cache_dir() / "datasets")))
-        raise DataFileError(f"{what} {str(source)!r} has an unsupported type; supported: "
-                            f"{', '.join(suffixes)}")
+            return _quietly(
+                lambda: datasets.load_dataset(str(source), cache_dir=str(cache_dir() / "datasets"))
+            )
+        raise DataFileError(
+            f"{what} {str(source)!r} has an unsupported type; supported: {', '.join(suffixes)}"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(source)!r} does not exist")
     try:
-        return _quietly(lambda: datasets.load_dataset(
-            FILE_BUILDERS[path.suffix], data_files=str(path), split="train",
-            cache_dir=str(cache_dir() / "datasets")))
+        return _quietly(
+            lambda: datasets.load_dataset(
+                FILE_BUILDERS[path.suffix],
+                data_files=str(path),
+                split="train",
+                cache_dir=str(cache_dir() / "datasets"),
+            )
+        )
     except Exception as exc:  # pyarrow / pandas parse errors: say which file and line
         raise DataFileError(f"could not read {what} {str(path)!r}: {_problem(path, exc)}") from exc
 
@@ -98,7 +112,9 @@ def _problem(path: Path, exc: Exception) -> str:
                     try:
                         json.loads(line)
                     except json.JSONDecodeError as error:
-                        return f"line {number} is not valid JSON ({error.msg}): {line.strip()[:80]!r}"
+                        return (
+                            f"line {number} is not valid JSON ({error.msg}): {line.strip()[:80]!r}"
+                        )
     cause = exc.__cause__ or exc.__context__ or exc
     return f"{type(cause).__name__}: {cause}"
 

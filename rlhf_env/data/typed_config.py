@@ -38,8 +38,9 @@ def to_typed(cls: type[T], values) -> T:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), values))
 
 
-def load_structured(cls: type[T], path: str | Path | None = None,
-                    overrides: Sequence[str] = ()) -> T:
+def load_structured(
+    cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()
+) -> T:
     """Defaults of ``cls``, then the YAML file at ``path``, then ``key=value`` overrides."""
     return to_typed(cls, merge_sources(path, overrides))
 

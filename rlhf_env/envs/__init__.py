@@ -13,21 +13,43 @@ _VECTOR_ENTRY = "rlhf_env.envs.vector:TextGenVectorEnv"
 
 # Continue real movie-review openings; VADER sentiment of the continuation is the score.
 register(
-    id="rlhf_env/Sentiment-v0", entry_point=_ENTRY, vector_entry_point=_VECTOR_ENTRY,
-    kwargs=dict(prompts="movie-reviews", model="smollm2-135m-instruct", reward="vader",
-                max_new_tokens=24, kl_coef=0.05),
+    id="rlhf_env/Sentiment-v0",
+    entry_point=_ENTRY,
+    vector_entry_point=_VECTOR_ENTRY,
+    kwargs=dict(
+        prompts="movie-reviews",
+        model="smollm2-135m-instruct",
+        reward="vader",
+        max_new_tokens=24,
+        kl_coef=0.05,
+    ),
 )
 # Any prompts, model and reward. Defaults: cheer up BSD fortune-cookie openings without
 # repeating yourself (shows composition); override every argument for your own task.
 register(
-    id="rlhf_env/TextGen-v0", entry_point=_ENTRY, vector_entry_point=_VECTOR_ENTRY,
-    kwargs=dict(prompts="fortunes", model="smollm2-135m-instruct",
-                reward=[{"name": "vader"}, {"name": "repetition_penalty", "weight": 1.0}],
-                max_new_tokens=32, max_prompt_tokens=64, kl_coef=0.05),
+    id="rlhf_env/TextGen-v0",
+    entry_point=_ENTRY,
+    vector_entry_point=_VECTOR_ENTRY,
+    kwargs=dict(
+        prompts="fortunes",
+        model="smollm2-135m-instruct",
+        reward=[{"name": "vader"}, {"name": "repetition_penalty", "weight": 1.0}],
+        max_new_tokens=32,
+        max_prompt_tokens=64,
+        kl_coef=0.05,
+    ),
 )
 # A tiny random Llama over a 63-word vocabulary: milliseconds per step, for tests.
 register(
-    id="rlhf_env/Tiny-v0", entry_point=_ENTRY, vector_entry_point=_VECTOR_ENTRY,
-    kwargs=dict(prompts="tiny", model="tiny", reward="vader", max_new_tokens=8,
-                max_prompt_tokens=8, kl_coef=0.05),
+    id="rlhf_env/Tiny-v0",
+    entry_point=_ENTRY,
+    vector_entry_point=_VECTOR_ENTRY,
+    kwargs=dict(
+        prompts="tiny",
+        model="tiny",
+        reward="vader",
+        max_new_tokens=8,
+        max_prompt_tokens=8,
+        kl_coef=0.05,
+    ),
 )

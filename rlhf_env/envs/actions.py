@@ -25,7 +25,7 @@ class TokenAction(int):
 
     logprob: float | None
 
-    def __new__(cls, token: int, logprob: float | None = None) -> "TokenAction":
+    def __new__(cls, token: int, logprob: float | None = None) -> TokenAction:
         action = super().__new__(cls, token)
         action.logprob = None if logprob is None else float(logprob)
         return action
@@ -34,7 +34,7 @@ class TokenAction(int):
         return f"TokenAction({int(self)}, logprob={self.logprob})"
 
     @classmethod
-    def batch(cls, tokens: Sequence[int], logprobs: Sequence[float]) -> list["TokenAction"]:
+    def batch(cls, tokens: Sequence[int], logprobs: Sequence[float]) -> list[TokenAction]:
         """Pair a batch of token ids with their log-probs (a list, for vector envs)."""
         if len(tokens) != len(logprobs):
             raise ValueError(f"{len(tokens)} tokens but {len(logprobs)} log-probs")

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rlhf_env.data.kv_cache import BatchedKVModel
 from rlhf_env.envs.actions import validate_action
 from rlhf_env.envs.kl import KL_ESTIMATORS, kl_estimate, token_reward
-from rlhf_env.data.kv_cache import BatchedKVModel
 
 
 @dataclass
@@ -68,7 +68,9 @@ class EpisodeBatch:
         kl_estimator: str,
     ):
         if kl_estimator not in KL_ESTIMATORS:
-            raise ValueError(f"unknown kl_estimator {kl_estimator!r}; choose one of {KL_ESTIMATORS}")
+            raise ValueError(
+                f"unknown kl_estimator {kl_estimator!r}; choose one of {KL_ESTIMATORS}"
+            )
         if max_new_tokens < 1 or max_prompt_tokens < 1:
             raise ValueError("max_new_tokens and max_prompt_tokens must be at least 1")
         self.num_rows = num_rows
@@ -96,8 +98,10 @@ class EpisodeBatch:
     def kl_coef(self, value: float) -> None:
         value = float(value)
         if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"kl_coef (β) must be a finite number >= 0, got {value}: a NaN or "
-                             "negative β would poison or invert every reward")
+            raise ValueError(
+                f"kl_coef (β) must be a finite number >= 0, got {value}: a NaN or "
+                "negative β would poison or invert every reward"
+            )
         self._kl_coef = value
 
     def encode_prompt(self, text: str) -> list[int]:
@@ -129,10 +133,14 @@ class EpisodeBatch:
         """Advance the ``active`` rows by one token each (docs/formulation.md eq. 2 per token)."""
         n = self.num_rows
         result = StepResult(
-            rewards=np.zeros(n, np.float32), terminated=np.zeros(n, bool),
-            truncated=np.zeros(n, bool), ref_logprob=np.zeros(n, np.float32),
-            logprob=np.zeros(n, np.float32), logprob_supplied=np.zeros(n, bool),
-            kl=np.zeros(n, np.float32), finished=[],
+            rewards=np.zeros(n, np.float32),
+            terminated=np.zeros(n, bool),
+            truncated=np.zeros(n, bool),
+            ref_logprob=np.zeros(n, np.float32),
+            logprob=np.zeros(n, np.float32),
+            logprob_supplied=np.zeros(n, bool),
+            kl=np.zeros(n, np.float32),
+            finished=[],
         )
         checked = [validate_action(a, self.vocab_size) for a in actions]
         tokens = torch.tensor([token for token, _ in checked])
@@ -220,8 +228,10 @@ class EpisodeBatch:
             piece = self.tokenizer.decode([token])
             lines.append(f"  {piece!r:>20}  reward {reward:+.4f}  kl {kl:+.4f}")
         if episode.score is not None:
-            lines.append(f"score: {episode.score:+.4f}  components: {episode.components}  "
-                         f"return: {sum(episode.rewards):+.4f}")
+            lines.append(
+                f"score: {episode.score:+.4f}  components: {episode.components}  "
+                f"return: {sum(episode.rewards):+.4f}"
+            )
         return "\n".join(lines) + "\n"
 
 

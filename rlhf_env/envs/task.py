@@ -8,9 +8,9 @@ from typing import Any
 import torch
 
 from rewards import build_reward
-from rlhf_env.envs.episodes import EpisodeBatch
 from rlhf_env.data.models import load_causal_lm, load_tokenizer
 from rlhf_env.data.prompts import PromptSet, load_prompts
+from rlhf_env.envs.episodes import EpisodeBatch
 
 
 @dataclass

@@ -8,12 +8,20 @@ from tqdm.auto import tqdm
 from rlhf_env.envs.kl import kl_per_token
 from rlhf_env.policy.sampler import LMSampler
 
-EPISODE_KEYS = ("prompt", "completion", "score", "episode_kl", "response_length",
-                "episode_return", "reward_components")
+EPISODE_KEYS = (
+    "prompt",
+    "completion",
+    "score",
+    "episode_kl",
+    "response_length",
+    "episode_return",
+    "reward_components",
+)
 
 
-def collect_episodes(envs, sampler: LMSampler, num_episodes: int, *, seed: int | None = None,
-                     progress: bool = False) -> list[dict]:
+def collect_episodes(
+    envs, sampler: LMSampler, num_episodes: int, *, seed: int | None = None, progress: bool = False
+) -> list[dict]:
     """Step ``envs`` with ``sampler`` until ``num_episodes`` episodes end; return their final info.
 
     Each record holds the prompt, completion, score, summed KL, length, return and each reward
@@ -32,8 +40,11 @@ def collect_episodes(envs, sampler: LMSampler, num_episodes: int, *, seed: int |
 
 def _pick(values, row: int):
     if isinstance(values, dict):  # nested infos (reward components) are dicts of arrays
-        return {name: _pick(column, row) for name, column in values.items()
-                if not name.startswith("_") and values[f"_{name}"][row]}
+        return {
+            name: _pick(column, row)
+            for name, column in values.items()
+            if not name.startswith("_") and values[f"_{name}"][row]
+        }
     value = values[row]
     return value.item() if isinstance(value, np.generic) else value
 

@@ -17,15 +17,19 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from rlhf_env.envs.actions import TokenAction
 from rlhf_env.data.kv_cache import BatchedKVModel
+from rlhf_env.envs.actions import TokenAction
 
 
 class LMSampler:
     """Sample the next token for ``num_envs`` environments from a causal LM policy."""
 
     def __init__(
-        self, model: PreTrainedModel, num_envs: int, *, temperature: float = 1.0,
+        self,
+        model: PreTrainedModel,
+        num_envs: int,
+        *,
+        temperature: float = 1.0,
         seed: int | None = None,
     ):
         if temperature <= 0:
@@ -63,8 +67,11 @@ class LMSampler:
             cached = self._cached[row]
             if cached is not None and len(stream) == len(cached) and np.array_equal(stream, cached):
                 continue
-            if (cached is not None and len(stream) == len(cached) + 1
-                    and np.array_equal(stream[:-1], cached)):
+            if (
+                cached is not None
+                and len(stream) == len(cached) + 1
+                and np.array_equal(stream[:-1], cached)
+            ):
                 extend[row] = True
                 new_tokens[row] = int(stream[-1])
             else:

@@ -60,9 +60,19 @@ class VLLMEngine:
         timeout_s: longest a sync (copy + verification) may take.
     """
 
-    def __init__(self, policy: torch.nn.Module, tokenizer, *, max_model_len: int,
-                 max_num_seqs: int, kv_cache_bytes: int = 256 * 2**20, folder: Path | None = None,
-                 tolerance: float = 1e-3, timeout_s: float = 300.0, seed: int = 0):
+    def __init__(
+        self,
+        policy: torch.nn.Module,
+        tokenizer,
+        *,
+        max_model_len: int,
+        max_num_seqs: int,
+        kv_cache_bytes: int = 256 * 2**20,
+        folder: Path | None = None,
+        tolerance: float = 1e-3,
+        timeout_s: float = 300.0,
+        seed: int = 0,
+    ):
         for key, value in ENGINE_ENVIRONMENT.items():
             os.environ.setdefault(key, value)
         # vLLM's own cache (model info) inside the project's cache, not in $HOME.
@@ -78,35 +88,62 @@ class VLLMEngine:
         # the trainer in the same process still needs it.
         set_num_threads, threads = torch.set_num_threads, torch.get_num_threads()
         try:
-            self.llm = LLM(model=str(self.folder), dtype="float32", enforce_eager=True,
-                           distributed_executor_backend="uni", kv_cache_memory_bytes=kv_cache_bytes,
-                           max_model_len=max_model_len, max_num_seqs=max_num_seqs, seed=seed,
-                           logprobs_mode="processed_logprobs")
+            self.llm = LLM(
+                model=str(self.folder),
+                dtype="float32",
+                enforce_eager=True,
+                distributed_executor_backend="uni",
+                kv_cache_memory_bytes=kv_cache_bytes,
+                max_model_len=max_model_len,
+                max_num_seqs=max_num_seqs,
+                seed=seed,
+                logprobs_mode="processed_logprobs",
+            )
         finally:
             torch.set_num_threads = set_num_threads
             torch.set_num_threads(threads)
         vocab = policy.get_output_embeddings().weight.shape[0]
         self.probe = [int(t) for t in np.random.default_rng(seed).integers(vocab, size=12)]
 
-    def generate(self, prompts: list[list[int]], seeds: list[int], *, max_tokens: int,
-                 stop_ids: set[int], temperature: float = 1.0) -> list[tuple[list[int], list[float]]]:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        seeds: list[int],
+        *,
+        max_tokens: int,
+        stop_ids: set[int],
+        temperature: float = 1.0,
+    ) -> list[tuple[list[int], list[float]]]:
         """(tokens, log-probs) of one sampled response per prompt, log-probs of
         ``softmax(logits / temperature)`` (no top-k/top-p). A response ends with a stop id or
         after ``max_tokens``."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = [SamplingParams(temperature=temperature, top_p=1.0, top_k=0, max_tokens=max_tokens,
-                                 logprobs=0, seed=seed, stop_token_ids=sorted(stop_ids),
-                                 ignore_eos=True, detokenize=False) for seed in seeds]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
-                                    use_tqdm=False)
+        params = [
+            SamplingParams(
+                temperature=temperature,
+                top_p=1.0,
+                top_k=0,
+                max_tokens=max_tokens,
+                logprobs=0,
+                seed=seed,
+                stop_token_ids=sorted(stop_ids),
+                ignore_eos=True,
+                detokenize=False,
+            )
+            for seed in seeds
+        ]
+        outputs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
+        )
         responses = []
         for output in outputs:
             completion = output.outputs[0]
             tokens = list(completion.token_ids)
-            responses.append((tokens, [completion.logprobs[i][t].logprob
-                                       for i, t in enumerate(tokens)]))
+            responses.append(
+                (tokens, [completion.logprobs[i][t].logprob for i, t in enumerate(tokens)])
+            )
         return responses
 
     def sequence_logprobs(self, tokens: list[int]) -> np.ndarray:
@@ -115,21 +152,25 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0, detokenize=False)
-        output = self.llm.generate([TokensPrompt(prompt_token_ids=tokens)], params,
-                                   use_tqdm=False)[0]
-        return np.array([output.prompt_logprobs[i][t].logprob
-                         for i, t in enumerate(tokens) if i > 0])
+        output = self.llm.generate([TokensPrompt(prompt_token_ids=tokens)], params, use_tqdm=False)[
+            0
+        ]
+        return np.array(
+            [output.prompt_logprobs[i][t].logprob for i, t in enumerate(tokens) if i > 0]
+        )
 
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Copy ``state_dict`` into the engine in memory (no file). It must hold every tensor
         the model loads, ``lm_head.weight`` included when it is tied to the embeddings (a
         module's ``state_dict()`` does; ``named_parameters()`` does not)."""
-        self.llm.collective_rpc("reload_weights",
-                                kwargs={"weights_iterator": list(state_dict.items())})
+        self.llm.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": list(state_dict.items())}
+        )
         self.llm.reset_prefix_cache()  # cached prompt states were computed with the old weights
 
-    def sync(self, policy: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None
-             ) -> float:
+    def sync(
+        self, policy: torch.nn.Module, state_dict: dict[str, torch.Tensor] | None = None
+    ) -> float:
         """Load the policy's weights (or ``state_dict``) and verify them; return the largest
         log-prob difference. Raises :class:`WeightSyncError` on a mismatch or a timeout."""
         if state_dict is None:
@@ -183,8 +224,16 @@ class VLLMSampler:
     the runner ignores.
     """
 
-    def __init__(self, engine: VLLMEngine, num_envs: int, *, stop_ids: set[int],
-                 max_new_tokens: int, temperature: float = 1.0, seed: int | None = None):
+    def __init__(
+        self,
+        engine: VLLMEngine,
+        num_envs: int,
+        *,
+        stop_ids: set[int],
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        seed: int | None = None,
+    ):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.engine, self.num_envs = engine, num_envs
@@ -199,14 +248,19 @@ class VLLMSampler:
         streams = [ids[row, : lengths[row]].tolist() for row in range(self.num_envs)]
         if not self._responses:
             generated = self.engine.generate(
-                streams, self.seeds, max_tokens=self.max_new_tokens, stop_ids=self.stop_ids,
-                temperature=self.temperature)
+                streams,
+                self.seeds,
+                max_tokens=self.max_new_tokens,
+                stop_ids=self.stop_ids,
+                temperature=self.temperature,
+            )
             for row, (tokens, _) in enumerate(generated):
                 if tokens[-1] not in self.stop_ids and len(tokens) != self.max_new_tokens:
                     raise RuntimeError(
                         f"the engine ended row {row}'s response after {len(tokens)} tokens with "
                         f"token {tokens[-1]}, neither an end token {sorted(self.stop_ids)} nor "
-                        f"at max_new_tokens={self.max_new_tokens}: the episode would go on")
+                        f"at max_new_tokens={self.max_new_tokens}: the episode would go on"
+                    )
             self._responses = [(stream, *response) for stream, response in zip(streams, generated)]
         return [self._next(row, streams[row]) for row in range(self.num_envs)]
 

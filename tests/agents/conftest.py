@@ -21,11 +21,28 @@ def ray_session():
 
 @pytest.fixture
 def tiny_config(tmp_path, ray_session):
-    """The tiny PPO preset with a run folder in tmp_path; pass overrides as strings."""
+    """A tiny preset (PPO by default) with a run folder in tmp_path; overrides as strings."""
     from agents.core.config import load_config
 
-    def make(*overrides):
-        return load_config("configs/ppo_tiny.yaml",
-                           [f"run.output_dir={tmp_path}", "run.wandb=disabled", *overrides])
+    def make(*overrides, preset="configs/ppo_tiny.yaml"):
+        return load_config(preset, [f"run.output_dir={tmp_path}", "run.wandb=disabled", *overrides])
 
     return make
+
+
+@pytest.fixture
+def build_algo():
+    """Build the RLlib algorithm of a training config (stopped after the test)."""
+    from agents.core.registry import get_algorithm
+
+    built = []
+
+    def build(config):
+        algorithm = get_algorithm(config.algorithm)
+        algorithm.prepare(config)
+        built.append(algorithm.rllib_config(config).build_algo())
+        return built[-1]
+
+    yield build
+    for algo in built:
+        algo.stop()

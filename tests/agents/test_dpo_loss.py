@@ -1,12 +1,11 @@
-"""DPO / IPO losses, statistics and sequence log-probs against hand computations (SPEC.md §2)."""
+"""DPO / IPO losses, statistics and sequence log-probs against hand computations (docs/formulation.md eqs. 22-27)."""
 
 import math
 
 import pytest
 import torch
 
-from agents.dpo.loss import (AVERAGE_LOGPROBS, dpo_loss, kl_penalty, sequence_logprobs,
-                             summed_logprobs, token_logprobs)
+from agents.dpo.loss import AVERAGE_LOGPROBS, dpo_loss, kl_penalty
 
 
 def sigmoid(x):
@@ -156,62 +155,6 @@ def test_bad_shapes():
         dpo_loss(*[torch.zeros(0)] * 4)
 
 
-def padded_example():
-    """Row 0: three real tokens; row 1: two and a padded slot with garbage logits and id."""
-    torch.manual_seed(0)
-    logits = torch.randn(2, 3, 5)
-    logits[1, 2] = 1e4
-    tokens = torch.tensor([[1, 4, 2], [3, 0, -100]])
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    return logits, tokens, mask
-
-
-def test_sequence_logprobs_match_categorical():
-    logits, tokens, mask = padded_example()
-    manual = torch.stack([
-        sum(torch.distributions.Categorical(logits=logits[i, t]).log_prob(tokens[i, t])
-            for t in range(3) if mask[i, t])
-        for i in range(2)
-    ])
-    torch.testing.assert_close(sequence_logprobs(logits, tokens, mask), manual)
-    averaged = sequence_logprobs(logits, tokens, mask, average=True)
-    torch.testing.assert_close(averaged, manual / torch.tensor([3.0, 2.0]))
-
-
-def test_sequence_logprobs_gradient_stays_on_real_tokens():
-    logits, tokens, mask = padded_example()
-    logits.requires_grad_(True)
-    sequence_logprobs(logits, tokens, mask).sum().backward()
-    assert logits.grad[1, 2].abs().sum() == 0
-    # d log softmax(z)[y] / dz = onehot(y) − softmax(z)
-    expected = torch.nn.functional.one_hot(tokens[0, 0], 5) - logits[0, 0].detach().softmax(-1)
-    torch.testing.assert_close(logits.grad[0, 0], expected.float())
-
-
-def test_sequence_logprobs_bf16_logits_come_back_float32():
-    logits, tokens, mask = padded_example()
-    out = sequence_logprobs(logits.bfloat16(), tokens, mask)
-    assert out.dtype == torch.float32
-
-
-def test_sequence_logprobs_errors():
-    logits, tokens, mask = padded_example()
-    with pytest.raises(ValueError, match="expected logits"):
-        sequence_logprobs(logits, tokens[:, :2], mask)
-    mask[1] = 0
-    with pytest.raises(ValueError, match=r"rows \[1\] have no real response tokens"):
-        sequence_logprobs(logits, tokens, mask)
-
-
-def test_token_logprobs_are_zero_on_padding_and_sum_to_the_sequence():
-    logits, tokens, mask = padded_example()
-    per_token = token_logprobs(logits, tokens, mask)
-    assert per_token.shape == (2, 3) and per_token[1, 2] == 0
-    torch.testing.assert_close(per_token.sum(-1), sequence_logprobs(logits, tokens, mask))
-    torch.testing.assert_close(summed_logprobs(per_token, mask, average=True),
-                               sequence_logprobs(logits, tokens, mask, average=True))
-
-
 def test_kl_penalty_by_hand():
     policy = torch.tensor([[-1.0, -2.0, -0.5], [-1.5, -0.2, -9.0]], requires_grad=True)
     ref = torch.tensor([[-1.5, -1.0, -0.5], [-1.0, -0.2, -1.0]])
@@ -225,3 +168,16 @@ def test_kl_penalty_by_hand():
     torch.testing.assert_close(policy.grad, torch.tensor([[0.5, -1.0, 0.0], [-0.5, 0.0, 0.0]]))
     with pytest.raises(ValueError, match=r"three \[N, T\] tensors"):
         kl_penalty(policy, ref[:, :2], mask)
+
+
+def test_weights_drop_pairs_and_a_denominator_rescales():
+    """A weight of 0 drops a pair (a tied group) from the loss and the statistics; a given
+    denominator divides the weighted sum (several learners pass the global pair count)."""
+    inputs = [torch.tensor(v) for v in (POLICY_CHOSEN, POLICY_REJECTED, REF_CHOSEN, REF_REJECTED)]
+    only_first, stats = dpo_loss(*inputs, beta=1.0, weights=torch.tensor([1.0, 0.0]))
+    assert only_first.item() == pytest.approx(-math.log(sigmoid(2.0)))
+    assert stats["rewards/accuracy"].item() == 1.0  # pair 1 (ranked wrong) is not counted
+    halved, _ = dpo_loss(*inputs, beta=1.0, weights=torch.tensor([1.0, 0.0]), denominator=2.0)
+    assert halved.item() == pytest.approx(only_first.item() / 2)
+    _, none_kept = dpo_loss(*inputs, beta=1.0, weights=torch.zeros(2))
+    assert math.isnan(none_kept["rewards/accuracy"].item())

@@ -6,24 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from agents.core.rllib_config import build_algorithm_config
+from agents.core.columns import KL_COEF, PAIR_WEIGHT, REF_LOGP
 from agents.dpo.connector import PreferencePairConnector, best_worst_pairs
-from agents.dpo.rows import KL_COEF, REF_LOGPS, REF_TOKEN_LOGPS
-from agents.core.env_runner import REF_LOGP
 from agents.driver.loop import train
 
-DPO = ("algorithm=dpo_online", "dpo.group_size=4", "dpo.lr=3e-3", "dpo.beta=0.1",
-       "scale.num_envs_per_env_runner=16", "run.name=dpo_tiny")
+PRESET = "configs/dpo_online_tiny.yaml"
 
 
-def test_groups_share_a_prompt_and_carry_reference_logprobs(tiny_config):
-    algo = build_algorithm_config(tiny_config(*DPO)).build_algo()
-    try:
-        runner = algo.env_runner_group.local_env_runner
-        runner.set_round(kl_coef=0.3, iteration=0)
-        episodes = runner.sample()
-    finally:
-        algo.stop()
+def test_groups_share_a_prompt_and_carry_reference_logprobs(tiny_config, build_algo):
+    runner = build_algo(tiny_config(preset=PRESET)).env_runner_group.local_env_runner
+    runner.set_round(kl_coef=0.3, iteration=0)
+    episodes = runner.sample()
     assert len(episodes) == 16
     groups = {}
     for episode in episodes:
@@ -34,22 +27,29 @@ def test_groups_share_a_prompt_and_carry_reference_logprobs(tiny_config):
         assert len(ref) == len(episode) and np.all(ref <= 0)
     assert len(groups) == 4 and all(len(prompts) == 1 for prompts in groups.values())
     pairs = best_worst_pairs(episodes)
-    for chosen, rejected in pairs:
+    assert len(pairs) == 4  # one per group; a tied group's pair has weight 0
+    for chosen, rejected, weight in pairs:
         assert chosen.custom_data["group"] == rejected.custom_data["group"]
         group = [e.custom_data["score"] for e in episodes
                  if e.custom_data["group"] == chosen.custom_data["group"]]
-        assert chosen.custom_data["score"] == max(group) > rejected.custom_data["score"] == min(group)
+        best, worst = chosen.custom_data["score"], rejected.custom_data["score"]
+        assert best == max(group) >= worst == min(group)
+        assert weight == float(best > worst)
     rows = PreferencePairConnector()(rl_module=None, batch={}, episodes=episodes)["default_policy"]
-    # the loss's per-token reference log-probs sum to the DPO term's sequence log-probs, and
-    # every row carries the β its episode was sampled under
-    torch.testing.assert_close(rows[REF_TOKEN_LOGPS].sum(-1), rows[REF_LOGPS])
-    assert rows[REF_TOKEN_LOGPS].shape == rows["actions"].shape
-    assert not rows[REF_TOKEN_LOGPS][~rows["loss_mask"]].any()
+    # the rows carry each response's per-token reference log-probs (0 on padding), its pair's
+    # weight and the β its episode was sampled under
+    for i, (chosen, _, _) in enumerate(pairs):
+        ref = np.asarray(chosen.get_extra_model_outputs(REF_LOGP))
+        torch.testing.assert_close(rows[REF_LOGP][i, : len(ref)], torch.tensor(ref))
+    assert rows[REF_LOGP].shape == rows["actions"].shape
+    assert not rows[REF_LOGP][~rows["loss_mask"]].any()
+    assert rows[PAIR_WEIGHT].tolist() == [pair[2] for pair in pairs] * 2
     torch.testing.assert_close(rows[KL_COEF], torch.full((2 * len(pairs),), 0.3))
 
 
 def test_online_dpo_raises_the_held_out_score(tiny_config):
-    config = tiny_config(*DPO, "run.iterations=10", "run.checkpoint_every=10")
+    config = tiny_config("run.iterations=10", "run.checkpoint_every=10", "run.eval_every=0",
+                         preset=PRESET)
     records = train(config, progress=False)
     evals = [json.loads(line) for line in (config.run_dir / "eval.jsonl").read_text().splitlines()]
     assert evals[-1]["eval/score"] > evals[0]["eval/score"] + 0.3, evals
@@ -58,19 +58,15 @@ def test_online_dpo_raises_the_held_out_score(tiny_config):
 
 
 def test_group_size_must_divide_the_environments(tiny_config):
-    algo = build_algorithm_config(tiny_config(*DPO, "scale.num_envs_per_env_runner=6")).build_algo()
-    try:
-        with pytest.raises(ValueError, match="multiple of the group size"):
-            algo.env_runner_group.local_env_runner.sample()
-    finally:
-        algo.stop()
+    with pytest.raises(ValueError, match="must be a multiple of the group size"):
+        tiny_config("scale.num_envs_per_env_runner=6", preset=PRESET)
 
 
 def test_the_kl_term_holds_the_policy_near_the_reference(tiny_config):
     def final_penalty(coef):
-        config = tiny_config(*DPO, f"run.name=dpo_tiny_kl{coef}", "run.iterations=8",
+        config = tiny_config(f"run.name=dpo_tiny_kl{coef}", "run.iterations=8",
                              "run.checkpoint_every=0", "kl.controller=fixed",
-                             f"kl.init_coef={coef}", "kl.min_coef=0")
+                             f"kl.init_coef={coef}", "kl.min_coef=0", preset=PRESET)
         records = train(config, progress=False)
         assert all(r["dpo/kl_coef"] == coef for r in records)
         # Σ_t k2 per response, measured by the learner (the tiny task's k1 means are too noisy)

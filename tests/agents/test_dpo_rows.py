@@ -6,18 +6,26 @@ import numpy as np
 import pytest
 import torch
 
-from agents.dpo.loss import dpo_loss, sequence_logprobs
+from agents.core.columns import padded_rows
+from agents.dpo.loss import dpo_loss
 from agents.dpo.rows import preference_rows
-from agents.rows import pad_rows, pad_sequences
-from rlhf_env.data.models import tiny_model
+from rlhf_env.data.ops import pad_rows, pad_sequences, response_logprobs, summed_logprobs
+from rlhf_env.data.tiny import tiny_model
 
 PROMPTS = [[5, 6], [7]]
 CHOSEN = [[8], [9, 10, 11]]
 REJECTED = [[12, 13], [14]]
 
 
+def refs(responses, start=-1.0):
+    """Made-up per-token reference log-probs, one per response token."""
+    return [[start - 0.1 * i for i in range(len(r))] for r in responses]
+
+
 def test_preference_rows_layout():
-    rows = preference_rows(PROMPTS, CHOSEN, REJECTED, pad_id=1)
+    rows = preference_rows(PROMPTS, CHOSEN, REJECTED, pad_id=1, ref_chosen=refs(CHOSEN),
+                           ref_rejected=refs(REJECTED, -2.0), weights=[1.0, 0.0],
+                           kl_coef=[0.3, 0.3])
     # P = 2 (longest prompt), T = 3 (longest response); chosen rows 0-1, rejected rows 2-3.
     expected = {
         "input_ids": [
@@ -31,11 +39,16 @@ def test_preference_rows_layout():
         "actions": [[8, 1, 1], [9, 10, 11], [12, 13, 1], [14, 1, 1]],
         "loss_mask": [[1, 0, 0], [1, 1, 1], [1, 1, 0], [1, 0, 0]],
     }
-    assert set(rows) == set(expected)
     for key, value in expected.items():
         dtype = torch.bool if key == "loss_mask" else torch.long
         assert rows[key].dtype == dtype, key
         assert torch.equal(rows[key], torch.tensor(value, dtype=dtype)), key
+    # per-token reference log-probs aligned with "actions" (0 on padding); each row carries its
+    # pair's weight and β
+    torch.testing.assert_close(rows["ref_logp"], torch.tensor(
+        [[-1.0, 0, 0], [-1.0, -1.1, -1.2], [-2.0, -2.1, 0], [-2.0, 0, 0]]))
+    assert rows["pair_weight"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    torch.testing.assert_close(rows["kl_coef"], torch.full((4,), 0.3))
 
 
 @pytest.mark.parametrize(
@@ -50,7 +63,8 @@ def test_preference_rows_layout():
 )
 def test_preference_rows_bad_input(prompts, chosen, rejected, message):
     with pytest.raises(ValueError, match=message):
-        preference_rows(prompts, chosen, rejected)
+        preference_rows(prompts, chosen, rejected, ref_chosen=refs(chosen),
+                        ref_rejected=refs(rejected))
 
 
 def test_shared_padding_takes_arrays_and_pads_either_side():
@@ -61,19 +75,15 @@ def test_shared_padding_takes_arrays_and_pads_either_side():
     floats = pad_sequences([np.array([0.5], dtype=np.float64)], width=2, dtype=torch.float32)
     assert floats.dtype == torch.float32 and floats.tolist() == [[0.5, 0.0]]
     rows = pad_rows([np.array([3, 4])], [np.array([5])])
-    assert rows["input_ids"].tolist() == [[3, 4, 5]]
+    assert rows.input_ids.tolist() == [[3, 4, 5]] and rows.prompt_width == 2
     with pytest.raises(ValueError, match="row 0 has an empty response"):
         pad_rows([[3]], [[]])
 
 
 def forward_logprobs(model, rows):
     """One forward over padded rows -> per-row summed response log-probs [2N]."""
-    mask = rows["attention_mask"]
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    logits = model(input_ids=rows["input_ids"], attention_mask=mask,
-                   position_ids=positions).logits
-    width = int(rows["prompt_width"][0])
-    return sequence_logprobs(logits[:, width - 1 : -1], rows["actions"], rows["loss_mask"])
+    padded = padded_rows(rows)
+    return summed_logprobs(response_logprobs(model, padded), padded.loss_mask)
 
 
 def random_pairs(vocab, seed=0):
@@ -92,7 +102,8 @@ def random_pairs(vocab, seed=0):
 def test_padded_forward_matches_separate_forwards():
     model = tiny_model(seed=0)
     prompts, chosen, rejected = random_pairs(model.config.vocab_size)
-    rows = preference_rows(prompts, chosen, rejected, pad_id=model.config.pad_token_id)
+    rows = preference_rows(prompts, chosen, rejected, pad_id=model.config.pad_token_id,
+                           ref_chosen=refs(chosen), ref_rejected=refs(rejected))
     logps_chosen, logps_rejected = forward_logprobs(model, rows).chunk(2)
 
     def separate(prompt, response):
@@ -101,11 +112,17 @@ def test_padded_forward_matches_separate_forwards():
         return logp.gather(-1, torch.tensor(response)[:, None]).sum()
 
     torch.testing.assert_close(
-        logps_chosen, torch.stack([separate(p, r) for p, r in zip(prompts, chosen)]),
-        atol=1e-5, rtol=0)
+        logps_chosen,
+        torch.stack([separate(p, r) for p, r in zip(prompts, chosen)]),
+        atol=1e-5,
+        rtol=0,
+    )
     torch.testing.assert_close(
-        logps_rejected, torch.stack([separate(p, r) for p, r in zip(prompts, rejected)]),
-        atol=1e-5, rtol=0)
+        logps_rejected,
+        torch.stack([separate(p, r) for p, r in zip(prompts, rejected)]),
+        atol=1e-5,
+        rtol=0,
+    )
 
 
 def test_dpo_steps_on_tiny_model_separate_the_pairs():
@@ -113,14 +130,16 @@ def test_dpo_steps_on_tiny_model_separate_the_pairs():
     torch.manual_seed(0)
     policy, reference = tiny_model(seed=0), tiny_model(seed=0)
     prompts, chosen, rejected = random_pairs(policy.config.vocab_size, seed=1)
-    rows = preference_rows(prompts, chosen, rejected)
+    rows = preference_rows(prompts, chosen, rejected, ref_chosen=refs(chosen),
+                           ref_rejected=refs(rejected))
     with torch.no_grad():
         ref_chosen, ref_rejected = forward_logprobs(reference, rows).chunk(2)
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.5)
     losses = []
     for _ in range(3):  # the stats come from the forward before each step
-        loss, stats = dpo_loss(*forward_logprobs(policy, rows).chunk(2), ref_chosen, ref_rejected,
-                               beta=0.5)
+        loss, stats = dpo_loss(
+            *forward_logprobs(policy, rows).chunk(2), ref_chosen, ref_rejected, beta=0.5
+        )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -7,7 +7,9 @@ import csv
 import json
 
 import pytest
+import torch
 
+from rewards.reward_model import pair_counts, preference_texts
 from rlhf_env.data.preferences import (
     Preference,
     PreferenceDataError,
@@ -15,6 +17,7 @@ from rlhf_env.data.preferences import (
     movie_review_pairs,
     parse_preferences,
 )
+from rlhf_env.data.tables import DataFileError
 
 PAIR = {"prompt": "The film was", "chosen": " great.", "rejected": " dull."}
 RANKED = {"prompt": "Rate it:", "responses": [" 5 stars", " 3 stars", " 1 star"]}
@@ -23,8 +26,19 @@ RANKED = {"prompt": "Rate it:", "responses": [" 5 stars", " 3 stars", " 1 star"]
 def test_pairwise_and_ranked_rows():
     pair, ranked = parse_preferences([PAIR, {**RANKED, "extra": 1}])
     assert pair == Preference("The film was", (" great.", " dull."))
-    assert (pair.chosen, pair.rejected, pair.num_pairs) == (" great.", " dull.", 1)
-    assert ranked.responses == (" 5 stars", " 3 stars", " 1 star") and ranked.num_pairs == 3
+    assert pair.responses == (" great.", " dull.")  # (chosen, rejected)
+    assert ranked == Preference("Rate it:", (" 5 stars", " 3 stars", " 1 star"))
+    # What the reward model trains on: prompt + response, best first; C(K, 2) pairs per row.
+    texts, sizes = preference_texts([pair, ranked])
+    assert texts == [
+        "The film was great.",
+        "The film was dull.",
+        "Rate it: 5 stars",
+        "Rate it: 3 stars",
+        "Rate it: 1 star",
+    ]
+    assert sizes == [2, 3]
+    assert pair_counts(torch.tensor([2.0, 1.0, 3.0, 2.0, 1.0]), sizes) == (1 + 3, 1 + 3)
 
 
 @pytest.mark.parametrize(
@@ -35,9 +49,18 @@ def test_pairwise_and_ranked_rows():
         ({"prompt": "p", "chosen": None, "rejected": "b"}, r"row 1: missing field 'chosen'"),
         ({"prompt": "  ", "chosen": "a", "rejected": "b"}, r"row 1: 'prompt' is empty"),
         ({"prompt": "p", "chosen": "", "rejected": "b"}, r"row 1: 'chosen' is empty"),
-        ({"prompt": "p", "chosen": " a", "rejected": "a "}, r"row 1: 'chosen' and 'rejected' are identical"),
-        ({"prompt": "p", "chosen": 3, "rejected": "b"}, r"row 1: 'chosen' must be a string, got int"),
-        ({"prompt": "p", "responses": ["a", "b", "a"]}, r"row 1: responses\[0\] and responses\[2\] are the same"),
+        (
+            {"prompt": "p", "chosen": " a", "rejected": "a "},
+            r"row 1: 'chosen' and 'rejected' are identical",
+        ),
+        (
+            {"prompt": "p", "chosen": 3, "rejected": "b"},
+            r"row 1: 'chosen' must be a string, got int",
+        ),
+        (
+            {"prompt": "p", "responses": ["a", "b", "a"]},
+            r"row 1: responses\[0\] and responses\[2\] are the same",
+        ),
         ({"prompt": "p", "responses": ["a", "\n"]}, r"row 1: responses\[1\] is empty"),
         ({"prompt": "p", "responses": ["a"]}, r"row 1: 'responses' needs at least 2"),
         ({"prompt": "p", "responses": "a b"}, r"row 1: 'responses' must be a list of strings"),
@@ -78,8 +101,10 @@ def test_csv_pairs_and_an_empty_cell(tmp_path):
         writer.writerow(["prompt", "chosen", "rejected"])
         writer.writerow(["The film was", " great, really.", " dull."])
         writer.writerow(["Q: 2+2?", " 4", " 5"])
-    assert load_preferences(path) == [Preference("The film was", (" great, really.", " dull.")),
-                                      Preference("Q: 2+2?", (" 4", " 5"))]
+    assert load_preferences(path) == [
+        Preference("The film was", (" great, really.", " dull.")),
+        Preference("Q: 2+2?", (" 4", " 5")),
+    ]
     with path.open("a", newline="") as f:
         csv.writer(f).writerow(["Q: 3+3?", "", " 7"])
     with pytest.raises(PreferenceDataError, match="preference row 2: missing field 'chosen'"):
@@ -94,16 +119,20 @@ def test_parquet_and_datasets(tmp_path):
     dataset.to_parquet(str(tmp_path / "prefs.parquet"))
     assert load_preferences(tmp_path / "prefs.parquet") == parse_preferences(dataset)
     splits = datasets.DatasetDict({"train": dataset, "test": dataset.select([1])})
-    assert load_preferences(splits, split="test") == [Preference("The film was", (" fine.", " dull."))]
+    assert load_preferences(splits, split="test") == [
+        Preference("The film was", (" fine.", " dull."))
+    ]
 
 
 def test_bad_sources(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_preferences(tmp_path / "missing.jsonl")
-    with pytest.raises(PreferenceDataError, match="unsupported type"):
+    with pytest.raises(DataFileError, match="preference file .*prefs.txt' has an unsupported type"):
         load_preferences(tmp_path / "prefs.txt")
     (tmp_path / "broken.jsonl").write_text('{"prompt": "p", "chosen": \n')
-    with pytest.raises(PreferenceDataError, match="could not read preference file"):
+    with pytest.raises(
+        DataFileError, match=r"could not read preference file .*broken.jsonl': line 1 is not valid"
+    ):
         load_preferences(tmp_path / "broken.jsonl")
     with pytest.raises(ValueError, match="unknown split"):
         load_preferences([PAIR], split="validation")
@@ -129,8 +158,12 @@ def _fake_movie_reviews(tmp_path, monkeypatch, rows):
 
 
 def test_movie_review_pairing_on_a_small_corpus(tmp_path, monkeypatch):
-    positives = [("1", f"pos opening number {i} here and then a lovely ending {i}") for i in range(20)]
-    negatives = [("-1", f"neg opening number {i} here and then an awful ending {i}") for i in range(23)]
+    positives = [
+        ("1", f"pos opening number {i} here and then a lovely ending {i}") for i in range(20)
+    ]
+    negatives = [
+        ("-1", f"neg opening number {i} here and then an awful ending {i}") for i in range(23)
+    ]
     short = [("1", "too short to cut")]
     _fake_movie_reviews(tmp_path, monkeypatch, positives + negatives + short)
 
@@ -139,8 +172,9 @@ def test_movie_review_pairing_on_a_small_corpus(tmp_path, monkeypatch):
     assert movie_review_pairs("all") == train + test
     assert movie_review_pairs("train") == train  # deterministic
     for row in train + test:
-        assert row.chosen.startswith(" and then a lovely")  # a positive continuation
-        assert row.rejected.startswith(" and then an awful")
+        chosen, rejected = row.responses  # a pair: (chosen, rejected)
+        assert chosen.startswith(" and then a lovely")  # a positive continuation
+        assert rejected.startswith(" and then an awful")
         assert row.prompt.split()[0] in ("pos", "neg") and len(row.prompt.split()) == 5
     # each match appears under both openings: the prompt never tells which response is better
     assert sum(r.prompt.startswith("pos") for r in train) == len(train) // 2
@@ -150,7 +184,7 @@ def test_movie_review_pairing_on_a_small_corpus(tmp_path, monkeypatch):
 
 
 def test_movie_reviews_missing_says_how_to_prepare(tmp_path, monkeypatch):
-    from rlhf_env.data.assets import MissingAssetError
+    from rlhf_env.data.errors import MissingAssetError
 
     monkeypatch.setenv("RLHF_ENV_CACHE", str(tmp_path))
     with pytest.raises(MissingAssetError, match="rlhf-env prepare"):
@@ -159,7 +193,8 @@ def test_movie_reviews_missing_says_how_to_prepare(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_real_movie_review_pairs():
-    from rlhf_env.data.assets import MissingAssetError, asset_path
+    from rlhf_env.data.assets import asset_path
+    from rlhf_env.data.errors import MissingAssetError
 
     try:
         asset_path("movie-reviews")
@@ -171,7 +206,8 @@ def test_real_movie_review_pairs():
     assert 3000 <= len(train) <= 4000 and 300 <= len(test) <= 450  # ~1,800 / ~200 matches, x2
     assert len(test) / len(every) == pytest.approx(0.1, abs=0.01)
     for row in every:
-        assert row.chosen.strip() != row.rejected.strip()
-        assert len(row.prompt.split()) == 5 and row.chosen.startswith(" ")
+        chosen, rejected = row.responses  # a pair: (chosen, rejected)
+        assert chosen.strip() != rejected.strip()
+        assert len(row.prompt.split()) == 5 and chosen.startswith(" ")
     train_texts = {t for r in train for t in r.responses}
     assert not train_texts & {t for r in test for t in r.responses}

@@ -10,18 +10,16 @@ import random
 import pytest
 import torch
 
+from agents.reward_model.config import describe_reward_model_config, load_reward_model_config
+from agents.reward_model.trainer import train_reward_model
 from rewards import RewardPluginError, build_reward, check_reward, get_reward
 from rewards.backbone import default_pooling, last_token_pool, mean_pool
 from rewards.reward_model import (
     RewardModel,
-    describe_reward_model_config,
     load_reward_model,
-    load_reward_model_config,
     pair_counts,
-    pairwise_loss,
     preference_loss,
     ranking_loss,
-    train_reward_model,
 )
 
 
@@ -42,16 +40,21 @@ def softplus(x: float) -> float:
 # --- losses ---------------------------------------------------------------------------------
 
 
+def pairs(chosen: list[float], rejected: list[float]) -> torch.Tensor:
+    """Scores [B, 2] of B pairs, chosen first: with K = 2, ranking_loss is the pairwise loss."""
+    return torch.stack([torch.tensor(chosen), torch.tensor(rejected)], dim=1)
+
+
 def test_pairwise_loss_by_hand():
     # margins r_w − r_l = 1 and −1: −log σ(1) = 0.3132617, −log σ(−1) = 1.3132617, mean 0.8132617
-    loss = pairwise_loss(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0]))
+    loss = ranking_loss(pairs([2.0, 0.0], [1.0, 1.0]))
     assert float(loss) == pytest.approx(0.8132616875182228, abs=1e-6)
     assert float(loss) == pytest.approx((softplus(1) + softplus(-1)) / 2, abs=1e-6)
 
 
 def test_pairwise_loss_is_finite_for_huge_margins():
-    assert float(pairwise_loss(torch.tensor([100.0]), torch.tensor([-100.0]))) == pytest.approx(0)
-    assert float(pairwise_loss(torch.tensor([-100.0]), torch.tensor([100.0]))) == pytest.approx(200)
+    assert float(ranking_loss(pairs([100.0], [-100.0]))) == pytest.approx(0)
+    assert float(ranking_loss(pairs([-100.0], [100.0]))) == pytest.approx(200)
 
 
 def test_ranking_loss_by_hand_over_all_pairs():
@@ -65,10 +68,13 @@ def test_ranking_loss_by_hand_over_all_pairs():
 
 
 def test_ranking_loss_with_k_2_is_the_pairwise_loss():
-    chosen, rejected = torch.tensor([0.3, -1.2, 2.0]), torch.tensor([0.1, 0.4, 2.5])
-    assert float(ranking_loss(torch.stack([chosen, rejected], dim=1))) == pytest.approx(
-        float(pairwise_loss(chosen, rejected)), abs=1e-7
-    )
+    chosen, rejected = [0.3, -1.2, 2.0], [0.1, 0.4, 2.5]
+    # eq. 19 by hand: −mean log σ(r_w − r_l)
+    by_hand = sum(softplus(w - r) for w, r in zip(chosen, rejected)) / 3
+    assert float(ranking_loss(pairs(chosen, rejected))) == pytest.approx(by_hand, abs=1e-7)
+    # and as pairs of a mixed batch
+    scores = pairs(chosen, rejected).flatten()
+    assert float(preference_loss(scores, [2, 2, 2])) == pytest.approx(by_hand, abs=1e-7)
 
 
 def test_ranking_loss_needs_two_responses():
@@ -147,8 +153,14 @@ def test_bad_config_values_name_the_key():
 
 # --- end to end -------------------------------------------------------------------------------
 
-_PROMPTS = ("the film was", "the movie was", "i loved it", "the plot was", "the cat sat on the mat",
-            "a dog sat on a mat")
+_PROMPTS = (
+    "the film was",
+    "the movie was",
+    "i loved it",
+    "the plot was",
+    "the cat sat on the mat",
+    "a dog sat on a mat",
+)
 _FILLERS = ("it was", "the plot was", "a film", "the dog", "i", "the movie", "the cat was")
 
 
@@ -157,21 +169,35 @@ def synthetic_pairs(n: int, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        rows.append({
-            "prompt": rng.choice(_PROMPTS),
-            "chosen": f" {rng.choice(_FILLERS)} {rng.choice(['good', 'great'])}",
-            "rejected": f" {rng.choice(_FILLERS)} {rng.choice(['bad', 'terrible'])}",
-        })
+        rows.append(
+            {
+                "prompt": rng.choice(_PROMPTS),
+                "chosen": f" {rng.choice(_FILLERS)} {rng.choice(['good', 'great'])}",
+                "rejected": f" {rng.choice(_FILLERS)} {rng.choice(['bad', 'terrible'])}",
+            }
+        )
     return rows
 
 
 def tiny_config(tmp_path, source, backbone: str, *overrides: str):
-    return load_reward_model_config(None, [
-        f"data.source={source}", f"model.backbone={backbone}", "model.max_length=32",
-        "train.epochs=8", "train.batch_size=8", "train.lr=3e-3", "train.warmup_ratio=0.0",
-        f"run.output_dir={tmp_path}", "run.name=rm", "run.wandb=disabled", "run.threads=1",
-        "run.log_every=5", *overrides,
-    ])
+    return load_reward_model_config(
+        None,
+        [
+            f"data.source={source}",
+            f"model.backbone={backbone}",
+            "model.max_length=32",
+            "train.epochs=8",
+            "train.batch_size=8",
+            "train.lr=3e-3",
+            "train.warmup_ratio=0.0",
+            f"run.output_dir={tmp_path}",
+            "run.name=rm",
+            "run.wandb=disabled",
+            "run.threads=1",
+            "run.log_every=5",
+            *overrides,
+        ],
+    )
 
 
 def test_train_save_reload_and_score_as_a_reward_plugin(tmp_path, tiny_encoder):
@@ -184,8 +210,14 @@ def test_train_save_reload_and_score_as_a_reward_plugin(tmp_path, tiny_encoder):
     assert summary["accuracy_after"] > summary["accuracy_before"]
     folder = tmp_path / "rm"
     assert summary["path"] == str(folder)
-    for name in ("backbone/model.safetensors", "backbone/config.json", "head.safetensors",
-                 "reward_model.json", "config.yaml", "metrics.jsonl"):
+    for name in (
+        "backbone/model.safetensors",
+        "backbone/config.json",
+        "head.safetensors",
+        "reward_model.json",
+        "config.yaml",
+        "metrics.jsonl",
+    ):
         assert (folder / name).is_file(), name
     assert not list(folder.rglob("*.bin")) and not list(folder.rglob("*.pt"))  # no pickles
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -213,19 +245,28 @@ def test_train_save_reload_and_score_as_a_reward_plugin(tmp_path, tiny_encoder):
 def test_causal_backbone_learns_a_ranking(tmp_path):
     """The tiny Llama trunk (last-token pooling) on K = 3 rankings: great > slow > awful."""
     rng = random.Random(1)
-    rows = [{"prompt": rng.choice(["the movie was", "the acting is", "we were"]),
-             "responses": [f" {rng.choice(['very', 'so', 'quite'])} {word}"
-                           for word in ("great", "slow", "awful")]} for _ in range(80)]
+    rows = [
+        {
+            "prompt": rng.choice(["the movie was", "the acting is", "we were"]),
+            "responses": [
+                f" {rng.choice(['very', 'so', 'quite'])} {word}"
+                for word in ("great", "slow", "awful")
+            ],
+        }
+        for _ in range(80)
+    ]
     data = tmp_path / "ranked.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    summary = train_reward_model(tiny_config(tmp_path, data, "tiny", "train.lr=1e-2"),
-                                 progress=False)
+    summary = train_reward_model(
+        tiny_config(tmp_path, data, "tiny", "train.lr=1e-2"), progress=False
+    )
     assert summary["test_rows"] == 8
     assert summary["accuracy_after"] >= 0.9
     model = load_reward_model(tmp_path / "rm")
     assert model.pooling == "last"
-    great, slow, awful = model.score_texts(["we were so great", "we were so slow",
-                                            "we were so awful"]).tolist()
+    great, slow, awful = model.score_texts(
+        ["we were so great", "we were so slow", "we were so awful"]
+    ).tolist()
     assert great > slow > awful
 
 
@@ -233,7 +274,9 @@ def test_separate_held_out_source(tmp_path, tiny_encoder):
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in synthetic_pairs(30)))
     test = tmp_path / "test.csv"
-    test.write_text("prompt,chosen,rejected\nthe film was, good, bad\ni loved it, great, terrible\n")
+    test.write_text(
+        "prompt,chosen,rejected\nthe film was, good, bad\ni loved it, great, terrible\n"
+    )
     summary = train_reward_model(
         tiny_config(tmp_path, train, tiny_encoder, f"data.test_source={test}", "train.epochs=1"),
         progress=False,
@@ -251,7 +294,7 @@ def test_reward_plugin_needs_a_trained_model_folder(tmp_path):
 
 
 def test_length_grouped_batches_cover_every_row_once():
-    from rewards.reward_model import _batches
+    from agents.reward_model.trainer import _batches
 
     lengths = [(i * 37) % 101 for i in range(250)]
     for grouped in (True, False):

@@ -136,7 +136,9 @@ def test_embedding_default_model_comes_from_the_prepared_asset(
 
 @pytest.mark.slow
 def test_real_minilm_scores_a_paraphrase_above_an_unrelated_sentence(clean_encoder_cache):
-    assets = pytest.importorskip("rlhf_env.data.assets", reason="rlhf_env.data.assets is not written yet")
+    assets = pytest.importorskip(
+        "rlhf_env.data.assets", reason="rlhf_env.data.assets is not written yet"
+    )
     try:
         assets.asset_path("all-minilm-l6-v2")
     except assets.MissingAssetError as exc:

@@ -23,8 +23,15 @@ from rewards import (
 from rewards.builtin.rules import Length
 from rewards.builtin.sentiment import vader
 
-BUILTINS = ["embedding_similarity", "keyword", "length", "regex", "repetition_penalty",
-            "reward_model", "vader"]
+BUILTINS = [
+    "embedding_similarity",
+    "keyword",
+    "length",
+    "regex",
+    "repetition_penalty",
+    "reward_model",
+    "vader",
+]
 
 SHOUTY = '''
 def shouty(prompts, completions, **kwargs):
