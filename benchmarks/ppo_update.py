@@ -2,7 +2,7 @@
 
 What it shows
 - One PPO update through RLlib (our learner connector: rows, values, GAE; our learner: epochs
-  over row minibatches, SPEC.md section 2 losses, gradient clipping, Adam) in tokens/s.
+  over row minibatches, the PPO losses of docs/formulation.md, gradient clipping, Adam) in tokens/s.
 - The same update written as a bare PyTorch loop (one forward per episode row, the same losses,
   epochs, minibatches and optimizer) on a copy of the same weights, in tokens/s.
 - Their ratio, measured in one run (target >= 0.8: the RLlib machinery costs at most 20%).

@@ -1,4 +1,4 @@
-"""Weighted sums of named rewards (SPEC.md section 4: composition, each component logged).
+"""Weighted sums of named rewards (each component logged under its name).
 
 :func:`build_reward` turns a config value into a :class:`CompositeReward`. A spec is
 

@@ -193,8 +193,9 @@ class RewardModel(torch.nn.Module):
 def load_reward_model(
     path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
 ) -> RewardModel:
-    """A reward model saved by :meth:`RewardModel.save` / :func:`train_reward_model`, in eval
-    mode on ``device`` in ``dtype``; its ``info`` attribute is the saved ``reward_model.json``."""
+    """A reward model saved by :meth:`RewardModel.save` (as the trainer,
+    :func:`agents.reward_model.trainer.train_reward_model`, does), in eval mode on ``device`` in
+    ``dtype``; its ``info`` attribute is the saved ``reward_model.json``."""
     from safetensors.torch import load_file
 
     folder = Path(path)
@@ -203,7 +204,7 @@ def load_reward_model(
         what = "does not exist" if not folder.exists() else f"has no {MODEL_FILE}"
         raise FileNotFoundError(
             f"{str(folder)!r} is not a trained reward model: it {what}. Train one with "
-            "rewards.reward_model.train_reward_model (preset: configs/reward_model.yaml)"
+            "`rlhf-env reward-model train` (preset: configs/reward_model.yaml)"
         )
     info = json.loads(meta_file.read_text())
     if info.get("format") != FORMAT or info.get("version") != FORMAT_VERSION:

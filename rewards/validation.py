@@ -1,4 +1,4 @@
-"""Calling one reward plugin and checking what it returns (SPEC.md section 9: never a silent zero).
+"""Calling one reward plugin and checking what it returns (never a silent zero).
 
 A plugin's output must be a sequence (a list; numpy arrays and torch tensors are accepted) of one
 finite real number or ``None`` per completion. Anything else, and any exception the plugin raises,

@@ -9,7 +9,7 @@ import torch
 
 import rlhf_env  # noqa: F401  (registers the tasks)
 from rlhf_env import TokenAction
-from rlhf_env.data.models import tiny_model, tiny_tokenizer
+from rlhf_env.data.tiny import tiny_model, tiny_tokenizer
 
 WORDS = ["good", "great", "movie", "film"]
 

@@ -1,11 +1,12 @@
-"""The KL estimators and the per-token reward against hand computations (SPEC.md section 2)."""
+"""The KL estimators, the per-token reward and the KL per token against hand computations
+(docs/formulation.md eqs. 1-6)."""
 
 import math
 
 import pytest
 import torch
 
-from rlhf_env.envs.kl import kl_estimate, token_reward
+from rlhf_env.envs.kl import kl_estimate, kl_per_token, token_reward
 
 
 def test_estimators_by_hand():
@@ -34,6 +35,14 @@ def test_estimators_take_tensors_elementwise():
 def test_token_reward_adds_score_only_when_given():
     assert token_reward(0.8, 0.1) == pytest.approx(-0.08)
     assert token_reward(0.8, 0.1, score=0.5) == pytest.approx(0.42)
+
+
+def test_kl_per_token_weights_episodes_by_their_length():
+    # episodes of 1 and 3 tokens with summed KL 0.4 and 0.2: (0.4 + 0.2) / 4 = 0.15, not the
+    # mean of per-episode averages ((0.4 / 1 + 0.2 / 3) / 2 = 0.2333...)
+    assert kl_per_token([0.4, 0.2], [1, 3]) == pytest.approx(0.15)
+    assert kl_per_token(torch.tensor([0.4, 0.2]), [1, 3]) == pytest.approx(0.15)
+    assert kl_per_token([], []) == 0.0  # no tokens: no KL
 
 
 def test_unknown_estimator():

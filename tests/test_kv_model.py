@@ -3,7 +3,7 @@
 import torch
 
 from rlhf_env.data.kv_cache import BatchedKVModel
-from rlhf_env.data.models import tiny_model
+from rlhf_env.data.tiny import tiny_model
 
 
 def _full_forward_logprobs(model, ids):

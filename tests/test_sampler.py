@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rlhf_env  # noqa: F401
-from rlhf_env.data.models import tiny_model
+from rlhf_env.data.tiny import tiny_model
 from rlhf_env.policy.sampler import LMSampler
 
 

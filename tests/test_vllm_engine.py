@@ -1,4 +1,5 @@
-"""The vLLM engine (the ``vllm`` extra): log-probs, stepping the environment, verified weight sync."""
+"""The vLLM engine (the ``vllm`` extra): log-probs, stepping the environment, verified weight
+sync."""
 
 import os
 
@@ -103,7 +104,7 @@ def test_ppo_end_to_end_with_the_vllm_engine(tmp_path):
             f"run.output_dir={tmp_path}",
             "run.wandb=disabled",
             "engine=vllm",
-            f"task.model={MODEL}",
+            f"task.overrides.model={MODEL}",
             "run.iterations=3",
             "run.checkpoint_every=3",
         ],

@@ -88,6 +88,11 @@ def evaluate(run_dir: str, episodes: int, checkpoint: str | None) -> None:
             click.echo(
                 f"    {record['score']:+.2f} {record['prompt']!r} -> {record['completion']!r}"
             )
+    gain = results["trained"]["score"] - results["initial"]["score"]
+    click.echo(
+        f"held-out gain {gain:+.3f} at KL/token {results['trained']['kl_per_token']:.4f} "
+        f"on {episodes} episodes of {cfg.task.id}"
+    )
     click.echo(yaml.safe_dump({"eval": results}, sort_keys=False))
 
 

@@ -84,7 +84,7 @@ class FixedKLController(KLController):
 
 
 class AdaptiveKLController(KLController):
-    """Seed 000's PPO-KL rule: β/factor below target/tolerance, β·factor above target·tolerance.
+    """The PPO-KL rule (eq. 16): β/factor below target/tolerance, β·factor above target·tolerance.
 
     Args:
         beta: initial β (> 0; a zero β could never move).

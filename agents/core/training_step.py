@@ -60,20 +60,27 @@ def sample_episodes(env_runner_group, num_episodes: int, *, timeout_s: float | N
     remote ones). A runner that fails loses its round's episodes, and RLlib restarts it.
     """
     episodes, metrics = [], []
-    per_call = env_runner_group.local_env_runner.num_envs if env_runner_group.local_env_runner \
-        else None
+    per_call = (
+        env_runner_group.local_env_runner.num_envs if env_runner_group.local_env_runner else None
+    )
     for _ in range(num_episodes + SPARE_ROUNDS):
         if len(episodes) >= num_episodes:
             return episodes[:num_episodes], metrics
         if env_runner_group.num_remote_env_runners() == 0:
-            results = [(env_runner_group.local_env_runner.sample(),
-                        env_runner_group.local_env_runner.get_metrics())]
+            results = [
+                (
+                    env_runner_group.local_env_runner.sample(),
+                    env_runner_group.local_env_runner.get_metrics(),
+                )
+            ]
         else:
             calls = -(-(num_episodes - len(episodes)) // (per_call or 1))
             results = env_runner_group.foreach_env_runner(
-                lambda runner: (runner.sample(), runner.get_metrics()), local_env_runner=False,
+                lambda runner: (runner.sample(), runner.get_metrics()),
+                local_env_runner=False,
                 remote_worker_ids=env_runner_group.healthy_env_runner_ids()[:calls],
-                timeout_seconds=timeout_s)
+                timeout_seconds=timeout_s,
+            )
         for sampled, stats in results:
             episodes += sampled
             metrics.append(stats)

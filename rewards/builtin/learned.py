@@ -1,6 +1,6 @@
-"""``reward_model``: the score of a trained reward model (SPEC.md sections 2 and 4).
+"""``reward_model``: the score of a trained reward model (docs/formulation.md eq. 18).
 
-The model is one saved by :func:`rewards.reward_model.train_reward_model` (a folder holding
+The model is one saved by :func:`agents.reward_model.trainer.train_reward_model` (a folder holding
 ``reward_model.json``); select it by its path::
 
     build_reward({"name": "reward_model", "params": {"path": "runs/reward_model"}})
@@ -57,7 +57,7 @@ class LearnedReward:
         if not (Path(self.path) / MODEL_FILE).is_file():
             raise FileNotFoundError(
                 f"reward_model path {str(self.path)!r} is not a trained reward model (no "
-                f"{MODEL_FILE} there); train one with rewards.reward_model.train_reward_model "
+                f"{MODEL_FILE} there); train one with `rlhf-env reward-model train` "
                 "(preset: configs/reward_model.yaml)"
             )
         size = self.batch_size

@@ -1,4 +1,4 @@
-"""``vader``: lexicon sentiment of each completion (SPEC.md sections 4 and 7).
+"""``vader``: lexicon sentiment of each completion (Hutto & Gilbert 2014).
 
 The VADER compound score (Hutto & Gilbert, ICWSM 2014), in [-1, 1]: the summed valence x of the
 sentiment words, after VADER's rules for negation, boosters, capitals and "but", squashed as

@@ -1,4 +1,4 @@
-"""The token-level RLHF environment (SPEC.md section 3)."""
+"""The token-level RLHF environment (docs/formulation.md eqs. 1-6)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ class TextGenEnv(gym.Env):
     ## Description
 
     Text generation as a token-level MDP, the RLHF formulation of InstructGPT and of
-    ``../shared/seeds`` (SPEC.md section 2). The state is a prompt plus the response generated so
+    docs/formulation.md (eqs. 1-5). The state is a prompt plus the response generated so
     far; each action appends one token; the reward of each token is minus β times a KL estimate
     against a frozen reference model, and the last token also receives the score of the reward
     plugin(s) on the whole response. The reference model is evaluated incrementally with a KV

@@ -32,7 +32,7 @@ import torch
 
 from rlhf_env.envs.actions import TokenAction
 
-# In-process engine on CPU (DEPENDENCY-NOTES): no engine subprocess, no core reserved for the
+# In-process engine on CPU: no engine subprocess, no core reserved for the
 # scheduler, and no torch.compile of vLLM's log-prob ranking (26 s on a cold cache, nothing won).
 ENGINE_ENVIRONMENT = {
     "VLLM_ENABLE_V1_MULTIPROCESSING": "0",

@@ -54,7 +54,9 @@ def test_unknown_keys_and_wrong_types_are_errors_naming_the_key():
 def test_every_field_has_help():
     lines = describe()
     assert any(line.startswith("ppo.clip_eps = 0.2: Clip range") for line in lines)
-    assert any(line.startswith("dpo.group_size = 4: Responses sampled per prompt") for line in lines)
+    assert any(
+        line.startswith("dpo.group_size = 4: Responses sampled per prompt") for line in lines
+    )
     assert all(line.startswith("#") or line.split(": ", 1)[1] for line in lines)
 
 
@@ -74,16 +76,21 @@ def test_registered_task_defaults_reach_training_unchanged(tiny_config, build_al
     assert default.max_prompt_tokens == registered["max_prompt_tokens"]
     assert default.kl_coef == registered["kl_coef"]
     assert default.kl_estimator == "k1"
-    changed = env_of("task.overrides.max_new_tokens=5", "task.overrides.kl_estimator=k3",
-                     "kl.init_coef=0.2")
+    changed = env_of(
+        "task.overrides.max_new_tokens=5", "task.overrides.kl_estimator=k3", "kl.init_coef=0.2"
+    )
     assert (changed.max_new_tokens, changed.kl_estimator, changed.kl_coef) == (5, "k3", 0.2)
     assert changed.max_prompt_tokens == registered["max_prompt_tokens"]
 
 
 def test_an_iteration_samples_exactly_its_episodes(tiny_config):
     """episodes_per_iteration counts episodes, however early they end at EOS."""
-    config = tiny_config("ppo.episodes_per_iteration=16", "run.iterations=2",
-                         "run.checkpoint_every=0", "run.eval_episodes=0")
+    config = tiny_config(
+        "ppo.episodes_per_iteration=16",
+        "run.iterations=2",
+        "run.checkpoint_every=0",
+        "run.eval_episodes=0",
+    )
     records = train(config, progress=False)
     assert [r["perf/episodes"] for r in records] == [16, 16]
 

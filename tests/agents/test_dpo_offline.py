@@ -52,7 +52,8 @@ def offline_config(tiny_config, tmp_path):
         "algorithm: dpo_offline\ntask:\n  id: rlhf_env/Tiny-v0\n"
         f"dpo:\n  dataset: {data}\n  lr: 3.0e-3\n  beta: 0.1\n  pairs_per_iteration: 32\n"
         "  epochs: 1\n  minibatch_pairs: 16\n  eval_pairs: 40\n"
-        "run:\n  name: dpo_offline\n  eval_episodes: 0\n  eval_every: 0\n")
+        "run:\n  name: dpo_offline\n  eval_episodes: 0\n  eval_every: 0\n"
+    )
 
     def make(*overrides):
         return tiny_config(*overrides, preset=str(preset))

@@ -30,8 +30,11 @@ def test_groups_share_a_prompt_and_carry_reference_logprobs(tiny_config, build_a
     assert len(pairs) == 4  # one per group; a tied group's pair has weight 0
     for chosen, rejected, weight in pairs:
         assert chosen.custom_data["group"] == rejected.custom_data["group"]
-        group = [e.custom_data["score"] for e in episodes
-                 if e.custom_data["group"] == chosen.custom_data["group"]]
+        group = [
+            e.custom_data["score"]
+            for e in episodes
+            if e.custom_data["group"] == chosen.custom_data["group"]
+        ]
         best, worst = chosen.custom_data["score"], rejected.custom_data["score"]
         assert best == max(group) >= worst == min(group)
         assert weight == float(best > worst)
@@ -48,8 +51,9 @@ def test_groups_share_a_prompt_and_carry_reference_logprobs(tiny_config, build_a
 
 
 def test_online_dpo_raises_the_held_out_score(tiny_config):
-    config = tiny_config("run.iterations=10", "run.checkpoint_every=10", "run.eval_every=0",
-                         preset=PRESET)
+    config = tiny_config(
+        "run.iterations=10", "run.checkpoint_every=10", "run.eval_every=0", preset=PRESET
+    )
     records = train(config, progress=False)
     evals = [json.loads(line) for line in (config.run_dir / "eval.jsonl").read_text().splitlines()]
     assert evals[-1]["eval/score"] > evals[0]["eval/score"] + 0.3, evals
@@ -64,9 +68,15 @@ def test_group_size_must_divide_the_environments(tiny_config):
 
 def test_the_kl_term_holds_the_policy_near_the_reference(tiny_config):
     def final_penalty(coef):
-        config = tiny_config(f"run.name=dpo_tiny_kl{coef}", "run.iterations=8",
-                             "run.checkpoint_every=0", "kl.controller=fixed",
-                             f"kl.init_coef={coef}", "kl.min_coef=0", preset=PRESET)
+        config = tiny_config(
+            f"run.name=dpo_tiny_kl{coef}",
+            "run.iterations=8",
+            "run.checkpoint_every=0",
+            "kl.controller=fixed",
+            f"kl.init_coef={coef}",
+            "kl.min_coef=0",
+            preset=PRESET,
+        )
         records = train(config, progress=False)
         assert all(r["dpo/kl_coef"] == coef for r in records)
         # Σ_t k2 per response, measured by the learner (the tiny task's k1 means are too noisy)

@@ -23,9 +23,16 @@ def refs(responses, start=-1.0):
 
 
 def test_preference_rows_layout():
-    rows = preference_rows(PROMPTS, CHOSEN, REJECTED, pad_id=1, ref_chosen=refs(CHOSEN),
-                           ref_rejected=refs(REJECTED, -2.0), weights=[1.0, 0.0],
-                           kl_coef=[0.3, 0.3])
+    rows = preference_rows(
+        PROMPTS,
+        CHOSEN,
+        REJECTED,
+        pad_id=1,
+        ref_chosen=refs(CHOSEN),
+        ref_rejected=refs(REJECTED, -2.0),
+        weights=[1.0, 0.0],
+        kl_coef=[0.3, 0.3],
+    )
     # P = 2 (longest prompt), T = 3 (longest response); chosen rows 0-1, rejected rows 2-3.
     expected = {
         "input_ids": [
@@ -45,8 +52,10 @@ def test_preference_rows_layout():
         assert torch.equal(rows[key], torch.tensor(value, dtype=dtype)), key
     # per-token reference log-probs aligned with "actions" (0 on padding); each row carries its
     # pair's weight and β
-    torch.testing.assert_close(rows["ref_logp"], torch.tensor(
-        [[-1.0, 0, 0], [-1.0, -1.1, -1.2], [-2.0, -2.1, 0], [-2.0, 0, 0]]))
+    torch.testing.assert_close(
+        rows["ref_logp"],
+        torch.tensor([[-1.0, 0, 0], [-1.0, -1.1, -1.2], [-2.0, -2.1, 0], [-2.0, 0, 0]]),
+    )
     assert rows["pair_weight"].tolist() == [1.0, 0.0, 1.0, 0.0]
     torch.testing.assert_close(rows["kl_coef"], torch.full((4,), 0.3))
 
@@ -63,8 +72,9 @@ def test_preference_rows_layout():
 )
 def test_preference_rows_bad_input(prompts, chosen, rejected, message):
     with pytest.raises(ValueError, match=message):
-        preference_rows(prompts, chosen, rejected, ref_chosen=refs(chosen),
-                        ref_rejected=refs(rejected))
+        preference_rows(
+            prompts, chosen, rejected, ref_chosen=refs(chosen), ref_rejected=refs(rejected)
+        )
 
 
 def test_shared_padding_takes_arrays_and_pads_either_side():
@@ -102,8 +112,14 @@ def random_pairs(vocab, seed=0):
 def test_padded_forward_matches_separate_forwards():
     model = tiny_model(seed=0)
     prompts, chosen, rejected = random_pairs(model.config.vocab_size)
-    rows = preference_rows(prompts, chosen, rejected, pad_id=model.config.pad_token_id,
-                           ref_chosen=refs(chosen), ref_rejected=refs(rejected))
+    rows = preference_rows(
+        prompts,
+        chosen,
+        rejected,
+        pad_id=model.config.pad_token_id,
+        ref_chosen=refs(chosen),
+        ref_rejected=refs(rejected),
+    )
     logps_chosen, logps_rejected = forward_logprobs(model, rows).chunk(2)
 
     def separate(prompt, response):
@@ -130,8 +146,9 @@ def test_dpo_steps_on_tiny_model_separate_the_pairs():
     torch.manual_seed(0)
     policy, reference = tiny_model(seed=0), tiny_model(seed=0)
     prompts, chosen, rejected = random_pairs(policy.config.vocab_size, seed=1)
-    rows = preference_rows(prompts, chosen, rejected, ref_chosen=refs(chosen),
-                           ref_rejected=refs(rejected))
+    rows = preference_rows(
+        prompts, chosen, rejected, ref_chosen=refs(chosen), ref_rejected=refs(rejected)
+    )
     with torch.no_grad():
         ref_chosen, ref_rejected = forward_logprobs(reference, rows).chunk(2)
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.5)

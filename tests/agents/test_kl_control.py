@@ -1,4 +1,4 @@
-"""The β controllers of SPEC.md section 2 against hand computations, and exact resume."""
+"""The β controllers (docs/formulation.md eqs. 16-17) against hand computations, and exact resume."""
 
 import math
 
@@ -104,7 +104,7 @@ def test_factory_errors_and_bad_input():
 
 
 def test_min_beta_is_a_floor_for_both_adaptive_rules():
-    # Measured KL far below target: the seed-000 rule halves β (0.1 → 0.05 → 0.04 floor), the
+    # Measured KL far below target: the PPO-KL rule halves β (0.1 → 0.05 → 0.04 floor), the
     # proportional rule lowers it by 20%·n/horizon (0.1 → 0.08 → 0.064 → 0.06 floor).
     adaptive = AdaptiveKLController(0.1, target=1.0, min_beta=0.04)
     assert [adaptive.update(0.0) for _ in range(3)] == [0.05, 0.04, 0.04]

@@ -165,7 +165,8 @@ _FILLERS = ("it was", "the plot was", "a film", "the dog", "i", "the movie", "th
 
 
 def synthetic_pairs(n: int, seed: int = 0) -> list[dict]:
-    """Learnable preferences over the tiny encoder's words: "good"/"great" beats "bad"/"terrible"."""
+    """Learnable preferences over the tiny encoder's words: "good"/"great" beats
+    "bad"/"terrible"."""
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
