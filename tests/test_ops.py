@@ -37,14 +37,20 @@ def test_sequence_sums_match_categorical_and_skip_padding():
     logits, tokens, mask = padded_example()
     per_token = token_logprobs(logits, tokens, mask)
     assert per_token.shape == (2, 3) and per_token[1, 2] == 0
-    manual = torch.stack([
-        sum(torch.distributions.Categorical(logits=logits[i, t]).log_prob(tokens[i, t])
-            for t in range(3) if mask[i, t])
-        for i in range(2)
-    ])
+    manual = torch.stack(
+        [
+            sum(
+                torch.distributions.Categorical(logits=logits[i, t]).log_prob(tokens[i, t])
+                for t in range(3)
+                if mask[i, t]
+            )
+            for i in range(2)
+        ]
+    )
     torch.testing.assert_close(summed_logprobs(per_token, mask), manual)
-    torch.testing.assert_close(summed_logprobs(per_token, mask, average=True),
-                               manual / torch.tensor([3.0, 2.0]))
+    torch.testing.assert_close(
+        summed_logprobs(per_token, mask, average=True), manual / torch.tensor([3.0, 2.0])
+    )
 
 
 def test_gradient_stays_on_real_tokens():
@@ -88,4 +94,4 @@ def test_response_logprobs_of_padded_rows_equal_separate_forwards():
         separate = logits[len(prompt) - 1 : -1].log_softmax(-1)
         expected = separate.gather(-1, torch.tensor(response)[:, None])[:, 0]
         torch.testing.assert_close(padded[i, : len(response)], expected, atol=1e-5, rtol=0)
-        assert not padded[i, len(response):].any()
+        assert not padded[i, len(response) :].any()

@@ -19,6 +19,7 @@ class _Group(click.Group):
         from gymnasium.error import Error as GymError
         from omegaconf.errors import OmegaConfBaseException
 
+        from agents.core.errors import TrainingInterrupted
         from rewards import RewardPluginError, UnknownRewardError
         from rlhf_env.data.errors import AssetBuildError, AssetDownloadError, UnknownAssetError
 
@@ -32,6 +33,7 @@ class _Group(click.Group):
             GymError,
             ValueError,
             OmegaConfBaseException,
+            TrainingInterrupted,
         )
         try:
             return super().invoke(ctx)

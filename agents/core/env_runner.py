@@ -35,6 +35,7 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
 import rlhf_env  # noqa: F401  (registers the tasks in this worker process)
 from agents.core import metric_names as M
+from agents.core.assets import receive_assets_from_driver
 from agents.core.columns import ACTION_LOGP, REF_LOGP
 from rlhf_env.policy.sampler import LMSampler
 
@@ -46,6 +47,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         if self.env is not None:
             self.env.close()
         self._close_engine()
+        receive_assets_from_driver()  # this node may lack the task's prompts or model
         self.env = gym.make_vec(
             self.config.env,
             num_envs=self.config.num_envs_per_env_runner,

