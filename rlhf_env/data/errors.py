@@ -1,4 +1,5 @@
-"""Errors of the offline-asset layer; each message says what is missing and which command fixes it."""
+"""Errors of the offline-asset layer; each message says what is missing and which command
+fixes it."""
 
 from __future__ import annotations
 

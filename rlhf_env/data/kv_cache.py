@@ -43,7 +43,7 @@ class BatchedKVModel:
 
     @torch.inference_mode()
     def reset_rows(self, rows: Sequence[int], token_ids: Sequence[Sequence[int]]) -> None:
-        """Restart ``rows`` with new token streams (prompts); one batched forward for all of them."""
+        """Restart ``rows`` with new token streams (prompts); one batched forward for all."""
         if not rows:
             return
         width = max(len(ids) for ids in token_ids)

@@ -11,7 +11,6 @@ token in the sampler and the learner.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import torch
@@ -22,7 +21,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from rlhf_env.data.assets import ASSETS, asset_path, received_folder
+from rlhf_env.data.assets import ASSETS, asset_path
 from rlhf_env.data.ops import disable_dropout
 from rlhf_env.data.tiny import TINY_SHAPES, tiny_model, tiny_tokenizer
 

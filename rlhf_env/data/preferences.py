@@ -1,4 +1,4 @@
-"""Preference data for reward-model training (docs/formulation.md eqs. 19-20): pairs and rankings, validated.
+"""Preference data (docs/formulation.md eqs. 19-20): pairs and rankings, validated.
 
 A row is either
 

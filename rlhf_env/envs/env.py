@@ -85,8 +85,8 @@ class TextGenEnv(gym.Env):
 
     ``prompts``, ``model``, ``reward``, ``tokenizer``, ``prompt_field``, ``split``,
     ``max_prompt_tokens``, ``max_new_tokens``, ``kl_coef``, ``kl_estimator`` and
-    ``reference_dtype`` are documented on :class:`rlhf_env.envs.task.TaskSpec`; ``render_mode`` may be
-    ``"ansi"``.
+    ``reference_dtype`` are documented on :class:`rlhf_env.envs.task.TaskSpec`; ``render_mode``
+    may be ``"ansi"``.
 
     ## Version History
 

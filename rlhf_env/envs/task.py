@@ -22,7 +22,7 @@ class TaskSpec:
     model: Any = "smollm2-135m-instruct"
     """Reference model (and tokenizer): offline default name, ``"tiny"``, path or hub id."""
     reward: Any = "vader"
-    """Reward spec: name, ``"module:attr"``, callable, ``{"name", "weight", "params"}`` or a list."""
+    """Reward: a name, ``"module:attr"``, callable, ``{"name", "weight", "params"}`` or a list."""
     tokenizer: Any = None
     """Tokenizer spec or object; defaults to the model's."""
     prompt_field: str = "prompt"

@@ -91,7 +91,7 @@ class TextGenVectorEnv(VectorEnv):
 
 
 def _per_env_options(options: dict, num_envs: int) -> list[dict] | None:
-    """Single-env reset options for each env from the vector env's ``prompts``/``prompt_indices``."""
+    """Single-env reset options for each env from ``prompts``/``prompt_indices`` options."""
     for key, single in (("prompts", "prompt"), ("prompt_indices", "prompt_index")):
         values = options.get(key)
         if values is not None:

@@ -7,8 +7,8 @@ observation is its cached tokens plus one new token is extended by that token; a
 token and its log-prob leave the sampler, never the vocabulary-sized logits.
 
 Sampling is from ``softmax(logits / temperature)`` and the returned log-prob is of that same
-distribution, so it is exactly ``π_old`` of docs/formulation.md eq. 1 (no top-k/top-p, which would make
-the log-prob of the policy and of the sampler differ).
+distribution, so it is exactly ``π_old`` of docs/formulation.md eq. 1 (no top-k/top-p, which
+would make the log-prob of the policy and of the sampler differ).
 """
 
 from __future__ import annotations

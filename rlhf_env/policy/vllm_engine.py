@@ -1,12 +1,13 @@
 """vLLM as the policy's sampler: whole responses for all environments in one batched call.
 
 :class:`VLLMEngine` holds an in-process ``vllm.LLM`` with a copy of the policy's weights;
-:class:`VLLMSampler` has :class:`rlhf_env.policy.sampler.LMSampler`'s interface (``act(observation)``
--> one :class:`~rlhf_env.envs.actions.TokenAction` per environment), so an env runner steps the
-environment exactly as with the ``transformers`` sampler: the engine generates every row's whole
-response (with each sampled token's log-prob) the first time the row's prompt is seen, and the
-sampler hands the tokens out one step at a time. Generation stops on the environment's end
-tokens and at its ``max_new_tokens``, so responses end where episodes end.
+:class:`VLLMSampler` has :class:`rlhf_env.policy.sampler.LMSampler`'s interface
+(``act(observation)`` -> one :class:`~rlhf_env.envs.actions.TokenAction` per environment), so an
+env runner steps the environment exactly as with the ``transformers`` sampler: the engine
+generates every row's whole response (with each sampled token's log-prob) the first time the
+row's prompt is seen, and the sampler hands the tokens out one step at a time. Generation stops
+on the environment's end tokens and at its ``max_new_tokens``, so responses end where episodes
+end.
 
 Weights: after each learner update, :meth:`VLLMEngine.sync` copies the policy's state dict into
 the engine in memory (vLLM's ``reload_weights``; no checkpoint is written) and verifies it: the

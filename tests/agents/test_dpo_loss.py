@@ -1,4 +1,4 @@
-"""DPO / IPO losses, statistics and sequence log-probs against hand computations (docs/formulation.md eqs. 22-27)."""
+"""DPO / IPO losses and statistics against hand computations (docs/formulation.md eqs. 22-27)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The β controllers (docs/formulation.md eqs. 16-17) against hand computations, and exact resume."""
+"""The β controllers (docs/formulation.md eqs. 16-17) by hand, and exact resume."""
 
 import math
 

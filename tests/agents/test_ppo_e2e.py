@@ -1,4 +1,5 @@
-"""PPO on RLlib end to end on the tiny task: runs, learns, resumes exactly, survives a dead runner."""
+"""PPO on RLlib end to end on the tiny task: runs, learns, resumes exactly, survives a dead
+env runner."""
 
 import json
 import time
