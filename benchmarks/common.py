@@ -31,24 +31,27 @@ def benchmark_task(model: str) -> str:
 
 
 def build_benchmark_algo(model: str, max_new_tokens: int, num_envs: int, *overrides: str):
-    """RLlib PPO on :func:`benchmark_task`'s task, sampling in process."""
+    """RLlib PPO on :func:`benchmark_task`'s task, sampling in process (or as ``overrides``
+    say), one iteration = one round of ``num_envs`` episodes per env runner."""
     from agents.core.config import load_config
+    from agents.core.registry import get_algorithm
     from agents.driver.loop import init_ray
-    from agents.ppo.algorithm import build_ppo_config
 
     config = load_config(
         None,
         [
             f"task.id={benchmark_task(model)}",
-            f"task.model={model}",
-            f"task.max_new_tokens={max_new_tokens}",
+            f"task.overrides.model={model}",
+            f"task.overrides.max_new_tokens={max_new_tokens}",
             f"scale.num_envs_per_env_runner={num_envs}",
+            f"ppo.episodes_per_iteration={num_envs}",
+            f"ppo.minibatch_episodes={num_envs}",
             "run.wandb=disabled",
             *overrides,
         ],
     )
-    init_ray(1)
-    return config, build_ppo_config(config).build_algo()
+    init_ray(1 + config.scale.num_env_runners + config.scale.num_learners)
+    return config, get_algorithm("ppo").rllib_config(config).build_algo()
 
 
 def _child(target, args: tuple, conn) -> None:

@@ -25,8 +25,8 @@ import torch
 from common import build_benchmark_algo
 from ray.rllib.core.columns import Columns
 
-from agents.core.module import ATTENTION_MASK, INPUT_IDS
-from agents.ppo.connector import PROMPT_WIDTH, sequence_rows
+from agents.core.columns import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH
+from agents.core.episode_rows import episode_rows
 
 
 def bare_pytorch_update(
@@ -115,8 +115,8 @@ if __name__ == "__main__":
         args.model,
         args.max_new_tokens,
         args.episodes,
-        f"ppo.ppo_epochs={args.epochs}",
-        f"ppo.minibatch_rows={args.minibatch}",
+        f"ppo.epochs={args.epochs}",
+        f"ppo.minibatch_episodes={args.minibatch}",
     )
     episodes = algo.env_runner_group.local_env_runner.sample()
     tokens = sum(len(e) for e in episodes) * args.epochs
@@ -129,12 +129,12 @@ if __name__ == "__main__":
     algo.learner_group.update(episodes=episodes)
     rllib_s = time.perf_counter() - start
 
-    rows = sequence_rows(episodes)
+    rows = episode_rows(episodes)
     bare_pytorch_update(
-        policy, value_head, {k: v[:2] for k, v in rows.items()}, 1, 2, config.ppo.lr
+        policy, value_head, {k: v[:2] for k, v in rows.items()}, 1, 2, config.algo.lr
     )  # warm-up
     bare_s = bare_pytorch_update(
-        policy, value_head, rows, args.epochs, args.minibatch, config.ppo.lr
+        policy, value_head, rows, args.epochs, args.minibatch, config.algo.lr
     )
     print(f"episodes {len(episodes)}, response tokens x epochs {tokens}")
     print(f"RLlib learner update:  {tokens / rllib_s:8.1f} tokens/s ({rllib_s:.2f} s)")

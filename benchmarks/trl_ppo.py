@@ -1,7 +1,7 @@
 """Benchmark: whole PPO iterations, time and peak memory, rlhf-env (RLlib) against TRL's PPOTrainer.
 
 What it shows
-- Seconds per PPO iteration of rlhf-env's PPO (RLlib's algorithm built as ``agents/train.py``
+- Seconds per PPO iteration of rlhf-env's PPO (RLlib's algorithm built as ``agents/driver/loop.py``
   builds it, through ``benchmarks/common.py``: ``num_env_runners=0``, ``engine: hf``): sample the
   batch (KV-cached policy stepping the batched environment, which scores each token against the
   frozen reference and the response with the reward), values and GAE in the learner connector,
@@ -56,7 +56,7 @@ Differences that remain (each is what the library does, and is part of what is m
 - Per iteration, rlhf-env also syncs the new weights from its learner into its env runner's copy
   of the policy (two policy copies in one process with ``num_env_runners=0``) and reduces RLlib's
   metrics; TRL logs its metrics. Neither evaluates nor checkpoints. rlhf-env's KL controller
-  lives in ``agents/train.py``'s loop, not used here (TRL 1.12 has none): β stays fixed.
+  lives in ``agents/driver/loop.py``'s loop, not used here (TRL 1.12 has none): β stays fixed.
 - TRL's defaults that would change the work are set to match: ``gradient_checkpointing=False``
   (TRL's default recomputes activations), ``bf16=False`` (TRL's default is bf16 autocast),
   ``lr_scheduler_type="constant"``, ``num_sample_generations=0``; in TRL's batch arithmetic 48
@@ -139,19 +139,19 @@ def value_model_like(policy) -> torch.nn.Module:
 
 
 def run_rlhf_env(args) -> dict:
-    """rlhf-env's PPO: ``algo.train()`` per iteration, as ``agents/train.py`` calls it."""
+    """rlhf-env's PPO: ``algo.train()`` per iteration, as ``agents/driver/loop.py`` calls it."""
     import psutil
     import ray
 
-    from agents.driver.loop import iteration_metrics
+    from agents.driver.results import iteration_record
 
     _, algo = build_benchmark_algo(
         args.model,
         args.max_new_tokens,
         args.rollout_batch,
         f"ppo.episodes_per_iteration={args.episodes}",
-        f"ppo.ppo_epochs={args.epochs}",
-        f"ppo.minibatch_rows={args.minibatch}",
+        f"ppo.epochs={args.epochs}",
+        f"ppo.minibatch_episodes={args.minibatch}",
         f"ppo.lr={args.lr}",
         f"ppo.critic={args.critic}",
         "kl.controller=fixed",
@@ -163,7 +163,7 @@ def run_rlhf_env(args) -> dict:
     seconds, tokens, scores = [], [], []
     for _ in range(1 + args.iterations):
         start = time.perf_counter()
-        record = iteration_metrics(algo.train())
+        record = iteration_record(algo.train())
         seconds.append(time.perf_counter() - start)
         tokens.append(int(record["perf/tokens"]))
         scores.append(record["reward/score"])
@@ -182,17 +182,18 @@ def run_rlhf_env(args) -> dict:
 def run_trl(args) -> dict:
     """TRL's ``PPOTrainer.train()`` for ``1 + iterations`` batches, timed by a callback."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # trl.experimental, knowingly
+    import gymnasium as gym
     import trl
     from datasets import Dataset
     from transformers import PrinterCallback, TrainerCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
 
+    import rlhf_env  # noqa: F401  (registers the tasks)
     from rewards import build_reward
-    from rlhf_env import TASKS
     from rlhf_env.data.models import load_causal_lm, load_tokenizer
     from rlhf_env.data.prompts import load_prompts
 
-    task = TASKS[benchmark_task(args.model)]
+    task = gym.spec(benchmark_task(args.model)).kwargs
     tokenizer = load_tokenizer(args.model)
     tokenizer.padding_side = "left"  # TRL's queries are left-padded
     prompts = load_prompts(task["prompts"], split="train").texts

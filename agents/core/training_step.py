@@ -37,6 +37,7 @@ class OnlineTrainingStep:
             episodes, runner_metrics = sample_episodes(
                 self.env_runner_group,
                 self.config.episodes_per_iteration,
+                per_call=self.config.num_envs_per_env_runner,
                 timeout_s=self.config.sample_timeout_s,
             )
         self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
@@ -52,17 +53,17 @@ class OnlineTrainingStep:
         )
 
 
-def sample_episodes(env_runner_group, num_episodes: int, *, timeout_s: float | None = None):
+def sample_episodes(
+    env_runner_group, num_episodes: int, *, per_call: int, timeout_s: float | None = None
+):
     """Exactly ``num_episodes`` complete episodes from the env runners, with their metrics.
 
-    Each call of a runner's ``sample()`` returns one episode per environment; a round asks as
-    many healthy runners as the episodes still missing need (the local runner when there are no
-    remote ones). A runner that fails loses its round's episodes, and RLlib restarts it.
+    Each call of a runner's ``sample()`` returns ``per_call`` episodes, one per environment; a
+    round asks as many healthy runners as the episodes still missing need (the local runner
+    when there are no remote ones). A runner that fails loses its round's episodes, and RLlib
+    restarts it.
     """
     episodes, metrics = [], []
-    per_call = (
-        env_runner_group.local_env_runner.num_envs if env_runner_group.local_env_runner else None
-    )
     for _ in range(num_episodes + SPARE_ROUNDS):
         if len(episodes) >= num_episodes:
             return episodes[:num_episodes], metrics
@@ -74,7 +75,7 @@ def sample_episodes(env_runner_group, num_episodes: int, *, timeout_s: float | N
                 )
             ]
         else:
-            calls = -(-(num_episodes - len(episodes)) // (per_call or 1))
+            calls = -(-(num_episodes - len(episodes)) // per_call)
             results = env_runner_group.foreach_env_runner(
                 lambda runner: (runner.sample(), runner.get_metrics()),
                 local_env_runner=False,
