@@ -77,8 +77,9 @@ class DriverAssets:
 
 
 def receive_assets_from_driver() -> None:
-    """In a Ray worker of a training run: take missing assets from the driver's server."""
-    if not ray.is_initialized():
+    """In a Ray actor of a training run (an env runner or learner; never the driver process,
+    which reads its own disk): take missing assets from the driver's server."""
+    if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
         return
     try:
         server = ray.get_actor(SERVER)
