@@ -52,7 +52,7 @@ class LLMAlgorithm(abc.ABC):
     def rllib_config(self, config: TrainConfig) -> AlgorithmConfig:
         """The RLlib ``AlgorithmConfig`` of a training config."""
 
-    def before_iteration(self, algo, kl_coef: float, iteration: int) -> None:
+    def before_iteration(self, algo, config: TrainConfig, kl_coef: float, iteration: int) -> None:
         """Called before each ``algo.train()`` with the KL controller's β (online: pushed to the
         env runners)."""
 
@@ -89,17 +89,32 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
         driver shards over the learners, whole."""
         return self.episodes_per_iteration(config)
 
-    def before_iteration(self, algo, kl_coef: float, iteration: int) -> None:
+    def kl_in_reward(self, config: TrainConfig) -> bool:
+        """Whether β penalises the environment's per-token reward (eq. 2) or, False, weighs a
+        KL term in the algorithm's loss (the environment's β is then 0)."""
+        return True
+
+    def before_iteration(self, algo, config: TrainConfig, kl_coef: float, iteration: int) -> None:
+        in_reward = self.kl_in_reward(config)
         algo.env_runner_group.foreach_env_runner(
-            lambda runner: runner.env is not None and runner.set_round(kl_coef, iteration),
+            lambda runner: (
+                runner.env is not None and runner.set_round(kl_coef, iteration, in_reward)
+            ),
             local_env_runner=True,
         )
 
     def configure_online(
-        self, rllib_config: AlgorithmConfig, config: TrainConfig, *, group_size: int = 1, **learner
+        self,
+        rllib_config: AlgorithmConfig,
+        config: TrainConfig,
+        *,
+        group_size: int = 1,
+        env_overrides: dict | None = None,
+        **learner,
     ) -> AlgorithmConfig:
-        """The shared settings of an online algorithm (see the module docstring); ``learner``
-        goes to :func:`configure_module_and_learner`."""
+        """The shared settings of an online algorithm (see the module docstring);
+        ``env_overrides`` are environment arguments the algorithm itself sets, ``learner`` goes
+        to :func:`configure_module_and_learner`."""
         scale = config.scale
         rllib_config = configure_module_and_learner(rllib_config, config, **learner)
         rllib_config.episodes_per_iteration = self.episodes_per_iteration(config)
@@ -107,7 +122,10 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
         return (
             rllib_config.environment(
                 env=config.task.id,
-                env_config=config.env_kwargs(kl_coef=config.initial_kl_coef),
+                env_config=config.env_kwargs(
+                    kl_coef=config.initial_kl_coef if self.kl_in_reward(config) else 0.0,
+                    **(env_overrides or {}),
+                ),
                 disable_env_checking=True,
             )
             .env_runners(

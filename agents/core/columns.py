@@ -30,6 +30,8 @@ REF_LOGP = "ref_logp"  # [N, T] log π_ref(a_t|s_t), from the environment's info
 KL_COEF = "kl_coef"  # [N] β of the KL controller when the row was sampled
 PAIR_WEIGHT = "pair_weight"  # [N] weight of the preference pair a row belongs to (DPO)
 VALUES = "values"  # [N, T] V_θ(s_t), the module's training forward (PPO)
+LEARNER_LOGP = "learner_logp"  # [N, T] log π_learner_old(a_t|s_t), for a rollout correction
+IS_WEIGHT = "is_weight"  # [N, T] importance weight learner/sampler (docs/formulation.md eq. 36)
 
 
 def rows_batch(rows: PaddedRows) -> dict[str, torch.Tensor]:

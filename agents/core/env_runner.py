@@ -56,6 +56,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
             **dict(self.config.env_config),
         )
         self.num_envs = self.env.num_envs
+        self._kl_coef = self.env.unwrapped.kl_coef
         self._iteration = 0
         self._calls = 0
         self._samples: list[tuple[str, str, float]] = []
@@ -107,10 +108,13 @@ class LLMEnvRunner(SingleAgentEnvRunner):
             seed=seed,
         )
 
-    def set_round(self, kl_coef: float, iteration: int) -> None:
-        """Called by the driver before each iteration: β from its KL controller, and the
-        iteration number the sampling seeds derive from."""
-        self.env.unwrapped.kl_coef = kl_coef
+    def set_round(self, kl_coef: float, iteration: int, in_reward: bool = True) -> None:
+        """Called by the driver before each iteration: β from its KL controller (the
+        environment's reward penalty when ``in_reward``, else 0 there and only recorded with
+        each episode for a KL term in the loss), and the iteration number the sampling seeds
+        derive from."""
+        self.env.unwrapped.kl_coef = kl_coef if in_reward else 0.0
+        self._kl_coef = kl_coef
         self._iteration, self._calls = iteration, 0
 
     def _round_seed(self) -> int | None:
@@ -160,7 +164,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                     episode.custom_data.update(
                         score=float(infos["score"][row]),
                         group=(seed, row // self.group_size),
-                        kl_coef=self.env.unwrapped.kl_coef,
+                        kl_coef=self._kl_coef,
                     )
                     self._log_llm_episode(infos, row)
         done = [episode.to_numpy() for episode in episodes]

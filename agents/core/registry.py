@@ -12,6 +12,7 @@ ALGORITHMS = {
     "ppo": "agents.ppo.algorithm:PPO",
     "dpo_online": "agents.dpo.online:ONLINE_DPO",
     "dpo_offline": "agents.dpo.offline:OFFLINE_DPO",
+    "grpo": "agents.grpo.algorithm:GRPO_FAMILY",
 }
 
 

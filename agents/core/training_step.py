@@ -34,23 +34,29 @@ class OnlineTrainingStep:
 
     def training_step(self) -> None:
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, runner_metrics = sample_episodes(
-                self.env_runner_group,
-                self.config.episodes_per_iteration,
-                per_call=self.config.num_envs_per_env_runner,
-                timeout_s=self.config.sample_timeout_s,
-            )
+            units, runner_metrics = self.sample_units()
         self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
+        if not units:  # nothing to learn from this iteration (e.g. every group tied)
+            return
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            results = update_learners(
-                self.learner_group, training_units(episodes, self.config.group_size)
-            )
+            results = update_learners(self.learner_group, units)
         self.metrics.aggregate(results, key=LEARNER_RESULTS)
         self.env_runner_group.sync_weights(
             from_worker_or_learner_group=self.learner_group,
             policies=[DEFAULT_MODULE_ID],
             inference_only=True,
         )
+
+    def sample_units(self, num_episodes: int | None = None) -> tuple[list[list], list[dict]]:
+        """The iteration's training units (``num_episodes`` episodes' worth, by default the
+        config's) and the env runners' metrics; an algorithm may filter or resample them."""
+        episodes, metrics = sample_episodes(
+            self.env_runner_group,
+            num_episodes or self.config.episodes_per_iteration,
+            per_call=self.config.num_envs_per_env_runner,
+            timeout_s=self.config.sample_timeout_s,
+        )
+        return training_units(episodes, self.config.group_size), metrics
 
 
 def sample_episodes(

@@ -97,7 +97,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     )
     for iteration in bar:
         step = iteration + 1
-        algorithm.before_iteration(algo, controller.beta, iteration)
+        algorithm.before_iteration(algo, config, controller.beta, iteration)
         record = {"iteration": step, **iteration_record(_train_step(algo, run_dir, step))}
         if M.KL in record:  # the environments measured the KL of the sampled episodes
             record[M.KL_COEF] = controller.beta

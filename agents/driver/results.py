@@ -15,12 +15,17 @@ from rlhf_env.envs.kl import kl_per_token
 
 def iteration_record(result: dict) -> dict[str, float]:
     """Our metrics of an RLlib result dict (online or offline)."""
-    learners = result["learners"]
-    learner = {**learners.get("__all_modules__", {}), **learners[DEFAULT_MODULE_ID]}
+    learners = result.get("learners", {})
+    learner = {
+        **result,
+        **learners,
+        **learners.get("__all_modules__", {}),
+        **learners.get(DEFAULT_MODULE_ID, {}),
+    }
     record = {
         key: float(value)
         for key, value in learner.items()
-        if key.startswith((M.LOSSES_PREFIX, M.DPO_PREFIX))
+        if key.startswith(M.LEARNER_PREFIXES) and not isinstance(value, dict)
     }
     record[M.ITERATION_S] = float(result["time_this_iter_s"])
     if M.LOSSES_PREFIX + "entropy" in record:  # PPO measures it on its training tokens
@@ -44,5 +49,6 @@ def iteration_record(result: dict) -> dict[str, float]:
             record[M.REWARD_PREFIX + key[len(M.COMPONENT_SUM_PREFIX) :]] = float(value) / episodes
     timers = result["timers"]
     record[M.SAMPLE_TOKENS_PER_S] = tokens / max(timers["env_runner_sampling_timer"], 1e-9)
-    record[M.LEARN_TOKENS_PER_S] = tokens / max(timers["learner_update_timer"], 1e-9)
+    if "learner_update_timer" in timers:  # absent when an iteration had nothing to learn from
+        record[M.LEARN_TOKENS_PER_S] = tokens / max(timers["learner_update_timer"], 1e-9)
     return record

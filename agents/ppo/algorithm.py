@@ -58,6 +58,8 @@ class PPOAlgorithm(OnlineLLMAlgorithm):
                 "vf_coef": ppo.vf_coef,
                 "entropy_coef": ppo.entropy_coef,
                 "value_clip": ppo.value_clip,
+                "correction": ppo.correction,
+                "correction_cap": ppo.correction_cap,
             },
             learner_connector=functools.partial(
                 SequenceBatchConnector,

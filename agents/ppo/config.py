@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from agents.core.correction import CORRECTIONS
 from rlhf_env.data.typed_config import option as _f
 
 
@@ -28,12 +29,24 @@ class PPOSettings:
     gamma: float = _f(1.0, "Discount γ of GAE (eq. 7).")
     lam: float = _f(0.95, "λ of GAE (eq. 8).")
     whiten_advantages: bool = _f(True, "Whiten advantages over the batch (eq. 10).")
+    correction: str = _f(
+        "none",
+        "Rollout correction between the sampler's and the learner's "
+        "log-probs (eqs. 36-38): none, tis, mask_token, mask_sequence.",
+    )
+    correction_cap: float = _f(
+        2.0, "C of the correction: weights truncated at C (tis) or kept within [1/C, C] (mask)."
+    )
     critic: str = _f(
         "shared",
         "'shared': value head on the policy backbone; 'separate': its own copy of the backbone.",
     )
 
     def __post_init__(self) -> None:
+        if self.correction not in CORRECTIONS:
+            raise ValueError(
+                f"ppo.correction must be one of {CORRECTIONS}, got {self.correction!r}"
+            )
         if self.critic not in ("shared", "separate"):
             raise ValueError(f"ppo.critic must be 'shared' or 'separate', got {self.critic!r}")
         for name in ("episodes_per_iteration", "epochs", "minibatch_episodes"):

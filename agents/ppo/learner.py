@@ -12,9 +12,9 @@ import torch
 
 from agents.core.columns import (
     ACTION_DIST_INPUTS,
-    ACTION_LOGP,
     ACTIONS,
     ADVANTAGES,
+    IS_WEIGHT,
     LOSS_MASK,
     VALUE_TARGETS,
     VALUES,
@@ -37,9 +37,10 @@ class LLMPPOLearner(RowMinibatchLearner):
         # The entropy is only logged unless it has a weight: no graph for it then.
         with torch.set_grad_enabled(ppo["entropy_coef"] > 0 and torch.is_grad_enabled()):
             token_entropy = entropy(logits)
+        self.log_sampler_mismatch(logprobs, batch)
         loss, stats = ppo_loss(
             logprobs,
-            batch[ACTION_LOGP],
+            self.old_logprobs(batch),
             batch[ADVANTAGES],
             fwd_out[VALUES],
             batch[VF_PREDS],
@@ -51,6 +52,7 @@ class LLMPPOLearner(RowMinibatchLearner):
             ent_coef=ppo["entropy_coef"],
             value_clip=ppo["value_clip"],
             denominator=self.mean_denominator(mask.sum()),
+            weights=batch.get(IS_WEIGHT),
         )
         self.metrics.log_dict(
             {f"losses/{k}": v.item() for k, v in stats.items()}, key=module_id, reduce="mean"

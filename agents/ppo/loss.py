@@ -41,6 +41,7 @@ def ppo_loss(
     ent_coef: float = 0.0,
     value_clip: float | None = None,
     denominator: torch.Tensor | float | None = None,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """PPO-Clip loss ``actor_loss + c_v·critic_loss − c_H·entropy`` (docs/formulation.md eq. 15).
 
@@ -60,6 +61,8 @@ def ppo_loss(
             of the clipped and unclipped squared errors is used.
         denominator: what the token sums of the three loss terms are divided by (default: the
             number of real tokens, a plain masked mean).
+        weights: [N, T] importance weights of a rollout correction (eqs. 36-38), multiplying
+            each token's clipped surrogate; detached.
 
     Returns:
         ``(loss, stats)``; ``stats`` holds detached scalars: ``actor_loss``, ``critic_loss``,
@@ -103,6 +106,8 @@ def ppo_loss(
     ratio = torch.exp(log_ratio)
     # eq. 12: actor_loss = −mean(min(ratio·A, clip(ratio, 1−ε, 1+ε)·A)).
     surrogate = torch.min(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
+    if weights is not None:  # eqs. 37-38: the rollout correction's weight of each token
+        surrogate = surrogate * weights.detach()
     actor_loss = -mean(surrogate)
 
     # eq. 13: critic_loss = ½·mean((V_θ(s_t) − return_t)²), optionally value-clipped:

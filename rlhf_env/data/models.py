@@ -15,7 +15,9 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
+    PretrainedConfig,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -79,3 +81,12 @@ def load_causal_lm(
             resolve_model_path(spec), dtype=dtype, trust_remote_code=False
         )
     return disable_dropout(model).eval()
+
+
+def load_model_config(spec: str | PreTrainedModel) -> PretrainedConfig:
+    """A model's config without loading its weights."""
+    if isinstance(spec, PreTrainedModel):
+        return spec.config
+    if spec in TINY_SHAPES:
+        return tiny_model(name=spec).config
+    return AutoConfig.from_pretrained(resolve_model_path(spec), trust_remote_code=False)

@@ -74,7 +74,8 @@ class EpisodeBatch:
         if max_new_tokens < 1 or max_prompt_tokens < 1:
             raise ValueError("max_new_tokens and max_prompt_tokens must be at least 1")
         self.num_rows = num_rows
-        self.reference = BatchedKVModel(reference, num_rows)
+        # No reference (β = 0 for good): the KL term is 0 and a step runs no reference forward.
+        self.reference = BatchedKVModel(reference, num_rows) if reference is not None else None
         self.tokenizer = tokenizer
         self.reward = reward
         self.vocab_size = vocab_size
@@ -97,6 +98,11 @@ class EpisodeBatch:
     @kl_coef.setter
     def kl_coef(self, value: float) -> None:
         value = float(value)
+        if value and getattr(self, "reference", True) is None:
+            raise ValueError(
+                f"kl_coef (β) is {value}, but the environment has no reference "
+                "model (reference=False): β must be 0"
+            )
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(
                 f"kl_coef (β) must be a finite number >= 0, got {value}: a NaN or "
@@ -121,7 +127,8 @@ class EpisodeBatch:
     def start(self, rows: list[int], prompts: list[str], extras: list[dict]) -> None:
         """Begin new episodes in ``rows``; one batched reference forward for all their prompts."""
         ids = [self.encode_prompt(text) for text in prompts]
-        self.reference.reset_rows(rows, ids)
+        if self.reference is not None:
+            self.reference.reset_rows(rows, ids)
         for row, text, prompt_ids, extra in zip(rows, prompts, ids, extras):
             self.episodes[row] = Episode(text, prompt_ids, extra)
             self.input_ids[row] = self.pad_id
@@ -144,11 +151,14 @@ class EpisodeBatch:
         )
         checked = [validate_action(a, self.vocab_size) for a in actions]
         tokens = torch.tensor([token for token, _ in checked])
-        ref_logprobs = self.reference.log_probs(tokens).tolist()
+        ref_logprobs = (
+            self.reference.log_probs(tokens).tolist() if self.reference is not None else [None] * n
+        )
         for row in np.flatnonzero(active):
             token, logprob = checked[row]
-            ref_logprob = ref_logprobs[row]
             supplied = logprob is not None
+            # Without a reference, π_ref is taken as π_old: the KL term is 0.
+            ref_logprob = ref_logprobs[row] if self.reference is not None else (logprob or 0.0)
             # No sampling log-prob supplied: treat π_old as π_ref for this token (KL term 0).
             logprob = logprob if supplied else ref_logprob
             kl = kl_estimate(logprob, ref_logprob, self.kl_estimator)
@@ -173,7 +183,7 @@ class EpisodeBatch:
             result.kl[row] = kl
         ended = result.terminated | result.truncated
         continuing = active & ~ended
-        if continuing.any():
+        if continuing.any() and self.reference is not None:
             self.reference.append(tokens, torch.from_numpy(continuing))
         result.finished = [int(row) for row in np.flatnonzero(active & ended)]
         self._score(result)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from rewards import build_reward
-from rlhf_env.data.models import load_causal_lm, load_tokenizer
+from rlhf_env.data.models import load_causal_lm, load_model_config, load_tokenizer
 from rlhf_env.data.prompts import PromptSet, load_prompts
 from rlhf_env.envs.episodes import EpisodeBatch
 
@@ -39,21 +39,31 @@ class TaskSpec:
     """``"k1"`` (log-ratio), ``"k2"`` (½ log-ratio²) or ``"k3"`` ((ρ−1) − log ρ)."""
     reference_dtype: str = "float32"
     """Torch dtype of the frozen reference model (``"bfloat16"`` halves its memory)."""
+    reference: bool = True
+    """Load the frozen reference model; ``False`` for training without any KL term (β must stay
+    0): the model is then never loaded here and a step runs no reference forward."""
 
     def build(self, num_rows: int) -> tuple[EpisodeBatch, PromptSet]:
         """Load prompts, tokenizer, reference model and reward; return the batch and prompts."""
         prompts = load_prompts(self.prompts, field=self.prompt_field, split=self.split)
         if len(prompts) == 0:
             raise ValueError(f"prompt source {self.prompts!r} (split {self.split!r}) is empty")
-        reference = load_causal_lm(self.model, dtype=getattr(torch, self.reference_dtype))
-        reference.requires_grad_(False)
+        if not self.reference and self.kl_coef:
+            raise ValueError(
+                f"reference=False needs kl_coef=0 (got {self.kl_coef}): without a "
+                "reference model there is no KL to penalise"
+            )
+        reference = None
+        if self.reference:
+            reference = load_causal_lm(self.model, dtype=getattr(torch, self.reference_dtype))
+            reference.requires_grad_(False)
         tokenizer = load_tokenizer(self.tokenizer if self.tokenizer is not None else self.model)
         batch = EpisodeBatch(
             num_rows=num_rows,
             reference=reference,
             tokenizer=tokenizer,
             reward=build_reward(self.reward),
-            vocab_size=reference.config.get_text_config().vocab_size,
+            vocab_size=load_model_config(self.model).get_text_config().vocab_size,
             max_prompt_tokens=self.max_prompt_tokens,
             max_new_tokens=self.max_new_tokens,
             kl_coef=self.kl_coef,

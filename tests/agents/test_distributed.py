@@ -1,5 +1,5 @@
 """Data-parallel learners: one update on two learners equals one update on one learner, and
-every learner ends it with the same weights (PPO and DPO)."""
+every learner ends it with the same weights (PPO, online DPO, GRPO)."""
 
 import pytest
 import torch
@@ -19,6 +19,12 @@ CASES = {
         1,
     ),
     # 4 prompt groups of 4 responses, their 4 best/worst pairs in one minibatch
+    # 4 prompt groups of 4 responses in one minibatch, the per-token (DAPO) normaliser
+    "grpo": (
+        "configs/grpo_tiny.yaml",
+        ("grpo.prompts_per_iteration=4", "grpo.minibatch_groups=4"),
+        4,
+    ),
     "dpo_online": (
         "configs/dpo_online_tiny.yaml",
         ("dpo.prompts_per_iteration=4", "dpo.minibatch_pairs=4"),
@@ -39,7 +45,7 @@ def test_one_update_on_two_learners_equals_one_on_one(algorithm, tiny_config, bu
     runner = one.env_runner_group.local_env_runner
     runner.set_round(kl_coef=0.05, iteration=0)
     units = training_units(runner.sample(), group_size)
-    if algorithm == "dpo_online":  # make sure the step has pairs to learn from
+    if algorithm != "ppo":  # make sure the step has groups to learn from
         assert any(len({e.custom_data["score"] for e in unit}) > 1 for unit in units)
 
     before = module_weights(one.learner_group._learner)
@@ -56,4 +62,6 @@ def test_one_update_on_two_learners_equals_one_on_one(algorithm, tiny_config, bu
     assert moved > 1e-4  # the update did something
     for weights in after_two:
         for key, value in weights.items():
-            torch.testing.assert_close(value, after_one[key], rtol=1e-4, atol=1e-6)
+            # Adam's first step divides each gradient by its size: where a gradient is ~0,
+            # float noise moves that parameter by a small fraction of one step (lr 3e-3)
+            torch.testing.assert_close(value, after_one[key], rtol=1e-4, atol=2e-5)
