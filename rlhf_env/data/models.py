@@ -11,19 +11,20 @@ token in the sampler and the learner.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    PretrainedConfig,
     AutoTokenizer,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from rlhf_env.data.assets import ASSETS, asset_path
+from rlhf_env.data.assets import ASSETS, asset_path, received_folder
 from rlhf_env.data.ops import disable_dropout
 from rlhf_env.data.tiny import TINY_SHAPES, tiny_model, tiny_tokenizer
 
@@ -32,8 +33,9 @@ def resolve_model_path(spec: str) -> str:
     """The folder of an offline default's name, a local folder as given, or a hub id as given.
 
     A spec that looks like a path (it starts with ``/``, ``.`` or ``~``, or has more than one
-    ``/``) but names no folder is a ``FileNotFoundError`` saying so, instead of the hub's
-    "Repo id must be in the form ..." error.
+    ``/``) but names no folder here is received from the asset source when one is set (a node of
+    a cluster gets the driver's folder); otherwise it is a ``FileNotFoundError`` saying so,
+    instead of the hub's "Repo id must be in the form ..." error.
     """
     if spec in ASSETS:
         return str(asset_path(spec))
@@ -41,10 +43,14 @@ def resolve_model_path(spec: str) -> str:
     if path.exists():
         return str(path)
     if spec.startswith(("/", ".", "~")) or spec.count("/") > 1:
+        received = received_folder(spec)
+        if received is not None:
+            return str(received)
         raise FileNotFoundError(
-            f"no model at {spec}: it is not a folder. Give an existing folder saved with "
-            f"save_pretrained, an offline default ({', '.join(ASSETS)}; prepared by "
-            "`rlhf-env prepare`), 'tiny', or a hub id org/name"
+            f"no model at {spec} on host {socket.gethostname()}: it is not a folder. Give an "
+            "existing folder saved with save_pretrained (on every node of a cluster), an "
+            f"offline default ({', '.join(ASSETS)}; prepared by `rlhf-env prepare`), 'tiny', "
+            "or a hub id org/name"
         )
     return spec
 
