@@ -19,7 +19,7 @@ class _Group(click.Group):
         from gymnasium.error import Error as GymError
         from omegaconf.errors import OmegaConfBaseException
 
-        from agents.core.errors import TrainingInterrupted
+        from agents.core.errors import GuardStop, TrainingInterrupted
         from rewards import RewardPluginError, UnknownRewardError
         from rlhf_env.data.errors import AssetBuildError, AssetDownloadError, UnknownAssetError
 
@@ -34,6 +34,7 @@ class _Group(click.Group):
             ValueError,
             OmegaConfBaseException,
             TrainingInterrupted,
+            GuardStop,
         )
         try:
             return super().invoke(ctx)

@@ -119,6 +119,10 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
         rllib_config = configure_module_and_learner(rllib_config, config, **learner)
         rllib_config.episodes_per_iteration = self.episodes_per_iteration(config)
         rllib_config.group_size = group_size
+        guard = config.guard
+        rllib_config.kl_spike_threshold = (
+            guard.spike_threshold(config.kl.target) if guard.enabled else None
+        )
         return (
             rllib_config.environment(
                 env=config.task.id,

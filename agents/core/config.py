@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from agents.core.guard import GuardConfig
 from agents.core.kl_control import KLController, make_kl_controller
 from agents.core.registry import ALGORITHMS, get_algorithm
 from rlhf_env.data.typed_config import describe as describe_fields
@@ -154,6 +155,7 @@ class TrainConfig:
     kl: KLConfig = field(default_factory=KLConfig)
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     algo: Any = field(
         default=None,
         metadata={

@@ -18,12 +18,13 @@ Every ``sample()`` starts one fresh episode per environment with the current wei
 them once all are complete (on-policy; ``batch_mode="complete_episodes"``). With
 ``config.group_size = k > 1`` (online DPO) the environments come in groups of k that share a
 prompt. Each episode keeps its per-token reference log-probs (``REF_LOGP``, from the
-environment's info) and, in ``custom_data``, its score, group and the KL coefficient β it was
-sampled under. Metrics are logged as sums over the iteration's episodes (score, KL, tokens,
-episodes, each reward component), which the driver turns into exact means over all runners.
-Prompts and tokens are drawn from seeds derived from ``(config.seed, worker index, training
-iteration, call)``, so a run resumed from a checkpoint samples exactly what the uninterrupted
-run would have.
+environment's info) and, in ``custom_data``, its score, group, the KL coefficient β it was
+sampled under, its summed KL, its completion text and its reward components' weighted values
+(what the guard measures, :mod:`agents.core.guard`). Metrics are logged as sums over the
+iteration's episodes (score, KL, tokens, episodes, each reward component), which the driver
+turns into exact means over all runners. Prompts and tokens are drawn from seeds derived from
+``(config.seed, worker index, training iteration, call)``, so a run resumed from a checkpoint
+samples exactly what the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -165,6 +166,9 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                         score=float(infos["score"][row]),
                         group=(seed, row // self.group_size),
                         kl_coef=self._kl_coef,
+                        kl=float(infos["episode_kl"][row]),
+                        completion=str(infos["completion"][row]),
+                        contributions=self._contributions(infos, row),
                     )
                     self._log_llm_episode(infos, row)
         done = [episode.to_numpy() for episode in episodes]
@@ -214,6 +218,12 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         self._samples.append(
             (str(infos["prompt"][row]), str(infos["completion"][row]), float(infos["score"][row]))
         )
+
+    def _contributions(self, infos: dict, row: int) -> dict[str, float]:
+        """Each reward component's weighted share of the episode's score (for the guard)."""
+        components = self.env.unwrapped.batch.reward.components
+        values = infos["reward_components"]
+        return {c.name: c.weight * float(values[c.name][row]) for c in components}
 
     def pop_samples(self, limit: int = 8) -> list[tuple[str, str, float]]:
         """Recent (prompt, completion, score) triples, for the tracker's table of generations."""

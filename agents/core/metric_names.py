@@ -33,7 +33,8 @@ LOSSES_PREFIX = "losses/"  # PPO: actor_loss, critic_loss, entropy, approx_kl, .
 DPO_PREFIX = "dpo/"  # DPO: loss, rewards/accuracy, rewards/margin, ...
 GRPO_PREFIX = "grpo/"  # the GRPO family: policy_loss, kl, clip fractions, group statistics
 ROLLOUT_PREFIX = "rollout/"  # sampler-learner mismatch and rollout-correction weights
-LEARNER_PREFIXES = (LOSSES_PREFIX, DPO_PREFIX, GRPO_PREFIX, ROLLOUT_PREFIX)
+GUARD_PREFIX = "guard/"  # the guardrails' measurements and events (agents/core/guard.py)
+RECORD_PREFIXES = (LOSSES_PREFIX, DPO_PREFIX, GRPO_PREFIX, ROLLOUT_PREFIX, GUARD_PREFIX)
 DPO_LOSS = "dpo/loss"
 DPO_ACCURACY = "dpo/rewards/accuracy"
 

@@ -57,6 +57,11 @@ class Tracker:
             )
             self.run.log({"samples": table}, step=step)
 
+    def alert(self, title: str, text: str) -> None:
+        """A W&B alert (shown in the run and sent by e-mail or Slack when online)."""
+        if self.run is not None:
+            self.run.alert(title=title, text=text)
+
     def finish(self) -> None:
         if self.run is not None:
             self.run.finish()

@@ -23,6 +23,8 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+from agents.core.guard import batch_signals
+
 # Rounds a sample may take beyond the planned ones, to make up for env runners that failed
 # (RLlib restarts them; their episodes of that round are lost).
 SPARE_ROUNDS = 3
@@ -38,6 +40,13 @@ class OnlineTrainingStep:
         self.metrics.aggregate(runner_metrics, key=ENV_RUNNER_RESULTS)
         if not units:  # nothing to learn from this iteration (e.g. every group tied)
             return
+        signals = batch_signals([episode for unit in units for episode in unit])
+        for name, value in signals.items():
+            self.metrics.log_value(name, value, reduce="mean")
+        threshold = self.config.kl_spike_threshold
+        if threshold is not None and signals["guard/kl"] > threshold:
+            self.metrics.log_value("guard/kl_spike", 1.0, reduce="mean")
+            return  # the driver's guard raises β (and, after a few in a row, rolls back)
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             results = update_learners(self.learner_group, units)
         self.metrics.aggregate(results, key=LEARNER_RESULTS)

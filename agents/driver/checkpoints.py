@@ -2,8 +2,8 @@
 policy.
 
 ``<run>/checkpoints/iter_NNNNNN/`` holds ``algorithm/`` (RLlib's state: policy, critic,
-optimizer, the learner's minibatch order), ``driver.json`` (the iteration and the KL
-controller) and ``policy/`` (the trained policy saved with ``save_pretrained``: safetensors and
+optimizer, the learner's minibatch order), ``driver.json`` (the iteration, the KL controller
+and the guard) and ``policy/`` (the trained policy saved with ``save_pretrained``: safetensors and
 the tokenizer). A checkpoint is written into ``iter_NNNNNN.partial`` and renamed when complete,
 so a run killed while saving leaves the previous checkpoint as the last one.
 """
@@ -22,17 +22,16 @@ POLICY = "policy"
 
 
 def save_checkpoint(
-    algo, controller, iteration: int, run_dir: Path, *, model_spec: str, keep: int
+    algo, iteration: int, run_dir: Path, *, driver_state: dict, model_spec: str, keep: int
 ) -> Path:
-    """RLlib state + driver state + exported policy; keep the newest ``keep`` (0: all)."""
+    """RLlib state + the driver's state (KL controller, guard) + exported policy; keep the
+    newest ``keep`` (0: all)."""
     final = run_dir / CHECKPOINTS / f"iter_{iteration:06d}"
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     algo.save_to_path(str((partial / "algorithm").resolve()))
     export_policy(algo, partial / POLICY, model_spec)
-    (partial / DRIVER_STATE).write_text(
-        json.dumps({"iteration": iteration, "kl_controller": controller.state_dict()})
-    )
+    (partial / DRIVER_STATE).write_text(json.dumps({"iteration": iteration, **driver_state}))
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
     if keep > 0:
@@ -41,12 +40,10 @@ def save_checkpoint(
     return final
 
 
-def restore_checkpoint(algo, controller, checkpoint: Path) -> int:
-    """Restore RLlib's and the driver's state; return the checkpoint's iteration."""
+def restore_checkpoint(algo, checkpoint: Path) -> dict:
+    """Restore RLlib's state; return the driver's (``iteration`` and what it saved)."""
     algo.restore_from_path(str((checkpoint / "algorithm").resolve()))
-    state = json.loads((checkpoint / DRIVER_STATE).read_text())
-    controller.load_state_dict(state["kl_controller"])
-    return state["iteration"]
+    return json.loads((checkpoint / DRIVER_STATE).read_text())
 
 
 def export_policy(algo, folder: Path, model_spec: str) -> None:

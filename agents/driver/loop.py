@@ -29,7 +29,8 @@ from agents.core import metric_names as M
 from agents.core.algorithm import threads_per_process
 from agents.core.assets import serve_assets
 from agents.core.config import TrainConfig
-from agents.core.errors import TrainingInterrupted
+from agents.core.errors import GuardStop, TrainingInterrupted
+from agents.core.guard import Guard
 from agents.core.registry import get_algorithm
 from agents.core.tracking import Tracker
 from agents.driver.checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
@@ -76,8 +77,14 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     asset_server = serve_assets()  # nodes without a shared filesystem receive models and data
     algo = algorithm.rllib_config(config).build_algo()
     controller = config.kl.build(config.initial_kl_coef)
+    guard = Guard(config.guard)
     checkpoint = latest_checkpoint(run_dir) if config.run.resume else None
-    start = restore_checkpoint(algo, controller, checkpoint) if checkpoint else 0
+    start = 0
+    if checkpoint:
+        state = restore_checkpoint(algo, checkpoint)
+        controller.load_state_dict(state["kl_controller"])
+        guard.load_state_dict(state["guard"])
+        start = state["iteration"]
     for log in (M.METRICS_FILE, M.EVAL_FILE):  # drop what ran after the checkpoint
         _truncate_log(run_dir / log, start)
     tracker = Tracker(
@@ -102,6 +109,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         if M.KL in record:  # the environments measured the KL of the sampled episodes
             record[M.KL_COEF] = controller.beta
             controller.update(record[M.KL], n_steps=max(1, int(record[M.TOKENS])))
+        stop = _act_on_guard(guard, record, algo, controller, tracker, run_dir)
         records.append(record)
         with open(run_dir / M.METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -113,19 +121,55 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         if _due(step, config.run.checkpoint_every, config.run.iterations):
             save_checkpoint(
                 algo,
-                controller,
                 step,
                 run_dir,
+                driver_state={
+                    "kl_controller": controller.state_dict(),
+                    "guard": guard.state_dict(),
+                },
                 model_spec=config.model,
                 keep=config.run.keep_checkpoints,
             )
         bar.set_postfix(
             {key.split("/")[-1]: f"{record[key]:+.4f}" for key in PROGRESS_KEYS if key in record}
         )
+        if stop:
+            tracker.finish()
+            algo.stop()
+            raise GuardStop(stop)
     tracker.finish()
     algo.stop()
     del asset_server  # held until here: the workers are gone
     return records
+
+
+def _act_on_guard(
+    guard: Guard, record: dict, algo, controller, tracker: Tracker, run_dir: Path
+) -> str | None:
+    """Apply the guard's decisions on this iteration (docs: agents/core/guard.py): raise β, roll
+    the policy back to the last checkpoint, or stop; one console line and one W&B alert per
+    event. Returns the reason to stop, if any."""
+    stop = None
+    for happened, action in guard.check(record, record.get(M.ENTROPY)):
+        before = controller.beta
+        if action in ("raise_beta", "rollback"):
+            controller.beta = guard.raised(before)
+            done = f"raised β from {before:.4g} to {controller.beta:.4g}"
+            last = latest_checkpoint(run_dir) if action == "rollback" else None
+            if last is not None:
+                restore_checkpoint(algo, last)
+                done = f"rolled the policy back to {last.name} and {done}"
+            elif action == "rollback":
+                done = f"no checkpoint to roll back to; {done}"
+        elif action == "stop":
+            done = "stopped the run (guard.on_hacking=stop)"
+            stop = f"iteration {record['iteration']}: {happened}; {done}"
+        else:
+            done = "no action (guard.on_hacking=warn)"
+        message = f"iteration {record['iteration']}: {happened}; {done}"
+        tqdm.write(f"[guard] {message}")
+        tracker.alert("rlhf-env guard", message)
+    return stop
 
 
 def _train_step(algo, run_dir: Path, step: int) -> dict:

@@ -25,11 +25,12 @@ def iteration_record(result: dict) -> dict[str, float]:
     record = {
         key: float(value)
         for key, value in learner.items()
-        if key.startswith(M.LEARNER_PREFIXES) and not isinstance(value, dict)
+        if key.startswith(M.RECORD_PREFIXES) and not isinstance(value, dict)
     }
     record[M.ITERATION_S] = float(result["time_this_iter_s"])
-    if M.LOSSES_PREFIX + "entropy" in record:  # PPO measures it on its training tokens
-        record[M.ENTROPY] = record[M.LOSSES_PREFIX + "entropy"]
+    for measured in ("losses/entropy", "grpo/entropy"):  # on the learner's training tokens
+        if measured in record:
+            record[M.ENTROPY] = record[measured]
     runners = result.get("env_runners", {})
     if M.EPISODES not in runners:  # offline: no environment was stepped
         return record

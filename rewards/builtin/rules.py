@@ -144,3 +144,40 @@ class RepetitionPenalty:
         folded = [w.casefold() for w in words(text)]
         grams = [tuple(folded[i : i + self.n]) for i in range(len(folded) - self.n + 1)]
         return (len(set(grams)) - len(grams)) / len(grams) if grams else 0.0
+
+
+@register_reward("overlong_penalty")
+@dataclass
+class OverlongPenalty:
+    """DAPO's soft overlong punishment (docs/formulation.md eq. 43; Yu et al. 2025): 0 up to
+    ``max_tokens − cache_tokens`` response tokens, then falling linearly to −1 at ``max_tokens``,
+    −1 beyond. Set ``max_tokens`` to the task's ``max_new_tokens`` (a truncated response then
+    scores −1). Counts the response's tokens (the ``completion_ids`` keyword argument)."""
+
+    __name__ = "overlong_penalty"  # instances' name, which TRL logs rewards by
+
+    max_tokens: int
+    cache_tokens: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.cache_tokens <= self.max_tokens:
+            raise ValueError(
+                f"need 0 < cache_tokens <= max_tokens, got {self.cache_tokens} and "
+                f"{self.max_tokens}"
+            )
+
+    def __call__(self, prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
+        if "completion_ids" not in kwargs:
+            raise ValueError(
+                "overlong_penalty counts response tokens: it needs the "
+                "completion_ids keyword argument"
+            )
+        start = self.max_tokens - self.cache_tokens
+        return [
+            0.0
+            if len(ids) <= start
+            else -1.0
+            if len(ids) > self.max_tokens
+            else (start - len(ids)) / self.cache_tokens
+            for ids in kwargs["completion_ids"]
+        ]

@@ -42,8 +42,18 @@ def estimated_gradient(loss_name: str, correction: str) -> torch.Tensor:
     weights, _ = importance_weights(learner_old, sampler, mask, correction, cap=10.0)
     if loss_name == "ppo":
         zeros = torch.zeros(N, 1)
-        loss, _ = ppo_loss(logprobs, learner_old, advantage[tokens][:, None], zeros, zeros,
-                           zeros, mask, None, vf_coef=0.0, weights=weights)
+        loss, _ = ppo_loss(
+            logprobs,
+            learner_old,
+            advantage[tokens][:, None],
+            zeros,
+            zeros,
+            zeros,
+            mask,
+            None,
+            vf_coef=0.0,
+            weights=weights,
+        )
     else:
         loss, _ = grpo_loss(logprobs, learner_old, advantage[tokens], mask, weights=weights)
     (-loss).backward()  # the surrogate's gradient at π_θ = π_learner_old

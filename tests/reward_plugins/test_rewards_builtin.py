@@ -150,3 +150,23 @@ def test_real_minilm_scores_a_paraphrase_above_an_unrelated_sentence(clean_encod
     )
     # all-MiniLM-L6-v2 gives about 0.81 and -0.03 (checked against sentence-transformers).
     assert paraphrase > 0.6 > 0.2 > unrelated
+
+
+def test_overlong_penalty_by_hand():
+    from rewards import get_reward
+
+    penalty = get_reward("overlong_penalty", max_tokens=16, cache_tokens=4)
+    ids = [[1] * n for n in (3, 12, 13, 14, 16, 17)]
+    # 0 up to 12 tokens, then (12 − |y|)/4 down to −1 at 16, −1 beyond (eq. 43)
+    assert penalty(prompts=[""] * 6, completions=[""] * 6, completion_ids=ids) == [
+        0.0,
+        0.0,
+        -0.25,
+        -0.5,
+        -1.0,
+        -1.0,
+    ]
+    with pytest.raises(ValueError, match="needs the completion_ids"):
+        penalty(prompts=["a"], completions=["b"])
+    with pytest.raises(RewardPluginError, match="cache_tokens <= max_tokens"):
+        get_reward("overlong_penalty", max_tokens=4, cache_tokens=8)

@@ -27,6 +27,7 @@ BUILTINS = [
     "embedding_similarity",
     "keyword",
     "length",
+    "overlong_penalty",
     "regex",
     "repetition_penalty",
     "reward_model",
