@@ -1,4 +1,5 @@
-"""Shared test set-up: two threads (the machine has two cores), caches inside the project."""
+"""Shared test set-up: torch threads as OMP_NUM_THREADS says (2 by default: the machine has two
+cores), caches inside the project."""
 
 import os
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 _ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HOME", str(_ROOT / ".cache" / "huggingface"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
 
 
 @pytest.fixture
