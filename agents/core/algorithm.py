@@ -25,6 +25,7 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
 from agents.core.env_runner import LLMEnvRunner
 from agents.core.module import CausalLMModule
+from rlhf_env.data.typed_config import to_dict
 
 if TYPE_CHECKING:
     from agents.core.config import TrainConfig
@@ -119,6 +120,9 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
         rllib_config = configure_module_and_learner(rllib_config, config, **learner)
         rllib_config.episodes_per_iteration = self.episodes_per_iteration(config)
         rllib_config.group_size = group_size
+        # An env runner with LoRA hands its environment the policy's base as the reference,
+        # unless the algorithm runs without one.
+        rllib_config.share_base_as_reference = (env_overrides or {}).get("reference", True)
         guard = config.guard
         rllib_config.kl_spike_threshold = (
             guard.spike_threshold(config.kl.target) if guard.enabled else None
@@ -126,16 +130,22 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
         return (
             rllib_config.environment(
                 env=config.task.id,
-                env_config=config.env_kwargs(
-                    kl_coef=config.initial_kl_coef if self.kl_in_reward(config) else 0.0,
+                env_config={
+                    **config.env_kwargs(
+                        kl_coef=config.initial_kl_coef if self.kl_in_reward(config) else 0.0
+                    ),
+                    # With LoRA the env runner hands the environment the policy's base (adapters
+                    # off) as its reference: it loads none; β arrives once it has one.
+                    **({"reference": False, "kl_coef": 0.0} if config.lora.r else {}),
                     **(env_overrides or {}),
-                ),
+                },
                 disable_env_checking=True,
             )
             .env_runners(
                 env_runner_cls=LLMEnvRunner,
                 num_env_runners=scale.num_env_runners,
                 num_envs_per_env_runner=scale.num_envs_per_env_runner,
+                num_gpus_per_env_runner=scale.num_gpus_per_env_runner,
                 batch_mode="complete_episodes",
                 num_cpus_per_env_runner=1,
                 sample_timeout_s=3600,
@@ -171,6 +181,7 @@ def configure_module_and_learner(
             learner_class=learner_class,
             learner_config_dict={**learner_config, "num_learners": config.scale.num_learners},
             num_learners=config.scale.num_learners,
+            num_gpus_per_learner=config.scale.num_gpus_per_learner,
             add_default_connectors_to_learner_pipeline=False,
             learner_connector=learner_connector,
         )
@@ -179,7 +190,14 @@ def configure_module_and_learner(
                 module_class=CausalLMModule,
                 observation_space=spaces[0],
                 action_space=spaces[1],
-                model_config={"model": config.model, "critic": critic, "engine": config.engine},
+                model_config={
+                    "model": config.model,
+                    "critic": critic,
+                    "engine": config.engine,
+                    "precision": config.precision,
+                    "lora": to_dict(config.lora),
+                    "gradient_checkpointing": config.gradient_checkpointing,
+                },
             )
         )
         .python_environment(

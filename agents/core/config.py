@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from agents.core.guard import GuardConfig
 from agents.core.kl_control import KLController, make_kl_controller
+from agents.core.lora import LoRAConfig
 from agents.core.registry import ALGORITHMS, get_algorithm
 from rlhf_env.data.typed_config import describe as describe_fields
 from rlhf_env.data.typed_config import merge_sources, option, to_dict, to_typed
@@ -101,9 +102,26 @@ class ScaleConfig:
     num_envs_per_env_runner: int = _f(8, "Environments each runner steps in one batch.")
     num_learners: int = _f(0, "Remote data-parallel learners (0: learn in the driver process).")
     threads_per_worker: int = _f(0, "Torch threads per process; 0 divides the cores evenly.")
+    num_gpus_per_learner: float = _f(
+        0,
+        "GPUs of each learner (fractions share a GPU); the "
+        "local learner too when num_learners is 0.",
+    )
+    num_gpus_per_env_runner: float = _f(
+        0,
+        "GPUs of each remote env runner (fractions share a "
+        "GPU with learners); its policy, reference and vLLM "
+        "engine run there.",
+    )
 
     def __post_init__(self) -> None:
-        for name in ("num_env_runners", "num_learners", "threads_per_worker"):
+        for name in (
+            "num_env_runners",
+            "num_learners",
+            "threads_per_worker",
+            "num_gpus_per_learner",
+            "num_gpus_per_env_runner",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"scale.{name} must be >= 0, got {getattr(self, name)}")
         if self.num_envs_per_env_runner < 1:
@@ -137,6 +155,7 @@ class RunConfig:
 
 
 ENGINES = ("hf", "vllm")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -145,6 +164,16 @@ class TrainConfig:
         "ppo",
         f"One of {', '.join(ALGORITHMS)}; its settings are the section "
         "of the same name (dpo_online and dpo_offline: dpo).",
+    )
+    precision: str = _f(
+        "fp32",
+        "fp32, or bf16: the learner's forward in bf16 autocast "
+        "(log-softmax, losses and optimiser state in float32), the env "
+        "runners' policy copy and vLLM engine in bf16 weights.",
+    )
+    gradient_checkpointing: bool = _f(
+        False,
+        "The learner recomputes activations in the backward instead of keeping them (less memory).",
     )
     engine: str = _f(
         "hf",
@@ -156,6 +185,7 @@ class TrainConfig:
     scale: ScaleConfig = field(default_factory=ScaleConfig)
     run: RunConfig = field(default_factory=RunConfig)
     guard: GuardConfig = field(default_factory=GuardConfig)
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
     algo: Any = field(
         default=None,
         metadata={
@@ -167,6 +197,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     @property
     def run_dir(self) -> Path:

@@ -39,6 +39,7 @@ import rlhf_env  # noqa: F401  (registers the tasks in this worker process)
 from agents.core import metric_names as M
 from agents.core.assets import receive_assets_from_driver
 from agents.core.columns import ACTION_LOGP, REF_LOGP
+from agents.core.lora import AdaptersOff, is_lora, merged_copy, merged_state_dict
 from rlhf_env.policy.sampler import LMSampler
 
 
@@ -50,19 +51,34 @@ class LLMEnvRunner(SingleAgentEnvRunner):
             self.env.close()
         self._close_engine()
         receive_assets_from_driver()  # this node may lack the task's prompts or model
+        env_config = dict(self.config.env_config)
+        if self._device.type != "cpu":  # the reference beside the policy on this runner's GPU
+            env_config.setdefault("device", str(self._device))
         self.env = gym.make_vec(
             self.config.env,
             num_envs=self.config.num_envs_per_env_runner,
             vectorization_mode="vector_entry_point",
-            **dict(self.config.env_config),
+            **env_config,
         )
         self.num_envs = self.env.num_envs
+        if getattr(self, "module", None) is not None:
+            self._share_base_as_reference()
         self._kl_coef = self.env.unwrapped.kl_coef
         self._iteration = 0
         self._calls = 0
         self._samples: list[tuple[str, str, float]] = []
         self._engine = None  # the vLLM engine, built at the first sample() with engine: vllm
         self._engine_stale = False
+
+    def make_module(self) -> None:
+        super().make_module()
+        self._share_base_as_reference()
+
+    def _share_base_as_reference(self) -> None:
+        """With LoRA the environment loads no reference of its own (``reference=False``): its
+        reference is the policy's base with the adapters off, one copy of the base weights."""
+        if is_lora(self.module.policy) and self.config.share_base_as_reference:
+            self.env.unwrapped.batch.set_reference(AdaptersOff(self.module.policy))
 
     def stop(self) -> None:
         self._close_engine()
@@ -89,17 +105,18 @@ class LLMEnvRunner(SingleAgentEnvRunner):
             return LMSampler(self.module.policy, self.num_envs, seed=seed)
         from rlhf_env.policy.vllm_engine import VLLMEngine, VLLMSampler
 
-        batch = self.env.unwrapped.batch
-        if self._engine is None:
+        batch, policy = self.env.unwrapped.batch, self.module.policy
+        if self._engine is None:  # built from the merged weights (with LoRA: a passing copy)
             self._engine = VLLMEngine(
-                self.module.policy,
+                merged_copy(policy),
                 batch.tokenizer,
                 max_num_seqs=self.num_envs,
                 max_model_len=batch.max_prompt_tokens + batch.max_new_tokens,
+                dtype=str(next(policy.parameters()).dtype).removeprefix("torch."),
                 seed=self.config.seed or 0,
             )
-        elif self._engine_stale:
-            self._engine.sync(self.module.policy)
+        elif self._engine_stale:  # in memory, verified against the policy's log-probs
+            self._engine.sync(policy, state_dict=merged_state_dict(policy))
         self._engine_stale = False
         return VLLMSampler(
             self._engine,

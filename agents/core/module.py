@@ -21,20 +21,35 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import InferenceOnlyAPI, ValueFunctionAPI
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchCategorical
+from ray.rllib.utils.torch_utils import convert_to_torch_tensor
 
 from agents.core.assets import receive_assets_from_driver
 from agents.core.columns import ATTENTION_MASK, INPUT_IDS, PROMPT_WIDTH, VALUES
+from agents.core.lora import base_of, is_lora, with_lora
 from rlhf_env.data.models import load_causal_lm
 from rlhf_env.data.ops import position_ids, response_states
 
 
 class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """``model_config``: ``model`` (spec for ``rlhf_env.data.models.load_causal_lm``), ``critic``
-    (``"shared"``, ``"separate"`` or ``"none"``)."""
+    (``"shared"``, ``"separate"`` or ``"none"``), ``precision`` (``fp32``, or ``bf16``: the
+    learner's forward in bf16 autocast, log-softmax and losses in float32; an env runner's copy
+    in bf16 weights), ``lora`` (:class:`agents.core.lora.LoRAConfig` as a dict; ``r`` 0: none)
+    and ``gradient_checkpointing`` (the learner recomputes activations in the backward)."""
 
     def setup(self) -> None:
         receive_assets_from_driver()  # this node may lack the model
         self.policy = load_causal_lm(self.model_config["model"])
+        lora = self.model_config.get("lora") or {"r": 0}
+        if lora["r"]:
+            self.policy = with_lora(self.policy, lora)
+        self.bf16 = self.model_config.get("precision", "fp32") == "bf16"
+        if self.inference_only and self.bf16:  # the sampler's copy: bf16 weights
+            self.policy.to(torch.bfloat16)
+        if not self.inference_only and self.model_config.get("gradient_checkpointing"):
+            self.policy.gradient_checkpointing_enable()
+            if lora["r"]:
+                self.policy.enable_input_require_grads()  # frozen embeddings, checkpointed trunk
         self.policy.train()  # dropout is off (load_causal_lm), so train mode == eval mode
         self.action_dist_cls = TorchCategorical
         self.critic_kind = self.model_config.get("critic", "shared")
@@ -51,6 +66,37 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         # would swamp the advantages until it learned; from zero it can only improve on them.
         torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
+
+    @property
+    def trained(self) -> set[str]:
+        """What an update changes: the adapters (and critic) with LoRA, else every weight; the
+        state that travels to env runners and into checkpoints is exactly that."""
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    @property
+    def lm(self) -> torch.nn.Module:
+        """The ``transformers`` causal LM (under the adapters, which live inside its layers)."""
+        return base_of(self.policy)
+
+    def get_state(self, *args, **kwargs):
+        """RLlib's state, restricted to what an update changes when the base is frozen: only
+        the adapters travel to env runners and into checkpoints."""
+        state = super().get_state(*args, **kwargs)
+        if not is_lora(self.policy):
+            return state
+        return {key: value for key, value in state.items() if key in self.trained}
+
+    def set_state(self, state) -> None:
+        """Load a (possibly adapters-only) state; every adapter this module has must arrive."""
+        if not is_lora(self.policy):
+            return super().set_state(state)
+        missing, _ = self.load_state_dict(convert_to_torch_tensor(state), strict=False)
+        absent = sorted(set(missing) & self.trained)
+        if absent:
+            raise ValueError(
+                f"a weight sync left {len(absent)} adapters out (e.g. {absent[0]}): "
+                "the sampler would not serve the trained policy"
+            )
 
     def get_non_inference_attributes(self) -> list[str]:
         return {
@@ -71,19 +117,26 @@ class CausalLMModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     def _forward_train(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
         """Logits [N, T, V] and values [N, T] of every response token, one forward per row."""
-        states = self._response_states(self.policy.base_model, batch)
-        out = {Columns.ACTION_DIST_INPUTS: self.policy.get_output_embeddings()(states)}
-        if self.critic_kind == "none":
-            return out
-        if self.critic_kind == "separate":
-            states = self._response_states(self.critic_backbone, batch)
-        out[VALUES] = self.value_head(states).squeeze(-1)
+        with self._autocast():
+            states = self._response_states(self.lm.base_model, batch)
+            out = {Columns.ACTION_DIST_INPUTS: self.lm.get_output_embeddings()(states)}
+            if self.critic_kind == "none":
+                return out
+            if self.critic_kind == "separate":
+                states = self._response_states(self.critic_backbone, batch)
+            out[VALUES] = self.value_head(states).squeeze(-1).float()
         return out
 
     def compute_values(self, batch: dict[str, Any], embeddings: Any = None) -> torch.Tensor:
         """V(s_t) for every response position of each row, [N, T] (no gradient needed here)."""
-        backbone = self.policy.base_model if self.critic_kind == "shared" else self.critic_backbone
-        return self.value_head(self._response_states(backbone, batch)).squeeze(-1)
+        backbone = self.lm.base_model if self.critic_kind == "shared" else self.critic_backbone
+        with self._autocast():
+            return self.value_head(self._response_states(backbone, batch)).squeeze(-1).float()
+
+    def _autocast(self):
+        """bf16 autocast of the learner's forward (``precision: bf16``); a no-op in fp32."""
+        device = next(self.parameters()).device.type
+        return torch.autocast(device, dtype=torch.bfloat16, enabled=self.bf16)
 
     @staticmethod
     def _response_states(backbone: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:

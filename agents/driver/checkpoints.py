@@ -2,10 +2,12 @@
 policy.
 
 ``<run>/checkpoints/iter_NNNNNN/`` holds ``algorithm/`` (RLlib's state: policy, critic,
-optimizer, the learner's minibatch order), ``driver.json`` (the iteration, the KL controller
-and the guard) and ``policy/`` (the trained policy saved with ``save_pretrained``: safetensors and
-the tokenizer). A checkpoint is written into ``iter_NNNNNN.partial`` and renamed when complete,
-so a run killed while saving leaves the previous checkpoint as the last one.
+optimizer, the learner's minibatch order), ``driver.json`` (the iteration, the KL controller and
+the guard) and ``policy/`` (the trained policy saved with ``save_pretrained``: safetensors and
+the tokenizer; with LoRA the adapters merged in, and ``policy_adapter/`` the adapters alone;
+RLlib's state then holds only the adapters and the critic). A checkpoint is written into
+``iter_NNNNNN.partial`` and renamed when complete, so a run killed while saving leaves the
+previous checkpoint as the last one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
+from agents.core.lora import is_lora, merged_copy
 from agents.driver.weights import current_policy
 
 CHECKPOINTS = "checkpoints"
@@ -47,11 +50,16 @@ def restore_checkpoint(algo, checkpoint: Path) -> dict:
 
 
 def export_policy(algo, folder: Path, model_spec: str) -> None:
-    """The trained policy as a ``transformers`` folder (safetensors) with its tokenizer."""
+    """The trained policy as a plain ``transformers`` folder (safetensors) with its tokenizer;
+    with LoRA the adapters merged in, and the adapters alone (PEFT, safetensors) in
+    ``<folder>_adapter``."""
     from rlhf_env.data.models import load_tokenizer
 
-    current_policy(algo, model_spec).save_pretrained(folder, safe_serialization=True)
+    policy = current_policy(algo)
+    merged_copy(policy).save_pretrained(folder, safe_serialization=True)
     load_tokenizer(model_spec).save_pretrained(folder)
+    if is_lora(policy):
+        policy.save_pretrained(folder.with_name(folder.name + "_adapter"), safe_serialization=True)
 
 
 def checkpoints(run_dir: Path) -> list[Path]:

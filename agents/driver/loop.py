@@ -92,7 +92,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
     )
     evaluator = Evaluator(config, algorithm.extra_evaluation(config))
     if start == 0:
-        _evaluate(evaluator, current_policy(algo, config.model), tracker, run_dir, step=0)
+        _evaluate(evaluator, current_policy(algo), tracker, run_dir, step=0)
 
     records = []
     bar = tqdm(
@@ -117,7 +117,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         if _due(step, config.run.samples_every, config.run.iterations):
             tracker.log_samples(_pop_samples(algo), step=step)
         if _due(step, config.run.eval_every, config.run.iterations):
-            _evaluate(evaluator, current_policy(algo, config.model), tracker, run_dir, step)
+            _evaluate(evaluator, current_policy(algo), tracker, run_dir, step)
         if _due(step, config.run.checkpoint_every, config.run.iterations):
             save_checkpoint(
                 algo,

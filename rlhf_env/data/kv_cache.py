@@ -31,10 +31,11 @@ class BatchedKVModel:
 
     def __init__(self, model: PreTrainedModel, batch_size: int):
         self.model = model
+        self.device = next(model.parameters()).device  # every tensor here lives beside it
         self.batch_size = batch_size
         self.cache = DynamicCache()
-        self.mask = torch.zeros(batch_size, 0, dtype=torch.long)
-        self.positions = torch.zeros(batch_size, dtype=torch.long)  # tokens encoded per row
+        self.mask = torch.zeros(batch_size, 0, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(batch_size, dtype=torch.long, device=self.device)
         self.next_logits: torch.Tensor | None = None  # [B, vocab], float32
 
     @property
@@ -52,6 +53,7 @@ class BatchedKVModel:
         for i, ids in enumerate(token_ids):  # left-pad so every prompt ends at the last column
             input_ids[i, width - len(ids) :] = torch.as_tensor(ids, dtype=torch.long)
             prompt_mask[i, width - len(ids) :] = 1
+        input_ids, prompt_mask = input_ids.to(self.device), prompt_mask.to(self.device)
         out = self.model(
             input_ids=input_ids,
             attention_mask=prompt_mask,
@@ -60,7 +62,7 @@ class BatchedKVModel:
             logits_to_keep=1,
         )
         self._left_pad(width - self.num_columns)
-        index = torch.as_tensor(rows, dtype=torch.long)
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
         start = self.num_columns - width
         if not self.cache.layers:
             self._init_layers(out.past_key_values)
@@ -78,6 +80,7 @@ class BatchedKVModel:
         """Feed one token per row; rows where ``active`` is False keep their state unchanged."""
         if active is None:
             active = torch.ones(self.batch_size, dtype=torch.bool)
+        tokens, active = tokens.to(self.device), active.to(self.device)
         self.mask = torch.cat([self.mask, active.long().unsqueeze(1)], dim=1)
         out = self.model(
             input_ids=tokens.long().view(-1, 1),
@@ -95,12 +98,14 @@ class BatchedKVModel:
     def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
         """``log p(token | stream so far)`` per row, for one token per row."""
         logits = self.next_logits
-        picked = logits.gather(1, tokens.long().view(-1, 1)).squeeze(1)
-        return picked - torch.logsumexp(logits, dim=-1)
+        picked = logits.gather(1, tokens.long().view(-1, 1).to(self.device)).squeeze(1)
+        return (picked - torch.logsumexp(logits, dim=-1)).cpu()
 
     def _store_logits(self, rows: torch.Tensor, logits: torch.Tensor) -> None:
         if self.next_logits is None:
-            self.next_logits = torch.zeros(self.batch_size, logits.shape[-1], dtype=torch.float32)
+            self.next_logits = torch.zeros(
+                self.batch_size, logits.shape[-1], dtype=torch.float32, device=self.device
+            )
         self.next_logits[rows] = logits.float()
 
     def _init_layers(self, like: DynamicCache) -> None:

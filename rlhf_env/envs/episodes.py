@@ -90,6 +90,11 @@ class EpisodeBatch:
         self.attention_mask = np.zeros((num_rows, width), dtype=np.int64)
         self.episodes: list[Episode | None] = [None] * num_rows
 
+    def set_reference(self, model) -> None:
+        """Use ``model`` as the frozen reference for the episodes started from now on (an agent
+        hands its own base weights with the LoRA adapters off, before sampling)."""
+        self.reference = BatchedKVModel(model, self.num_rows)
+
     @property
     def kl_coef(self) -> float:
         """β of the KL penalty (docs/formulation.md eq. 2): finite and >= 0."""

@@ -39,24 +39,36 @@ class TaskSpec:
     """``"k1"`` (log-ratio), ``"k2"`` (½ log-ratio²) or ``"k3"`` ((ρ−1) − log ρ)."""
     reference_dtype: str = "float32"
     """Torch dtype of the frozen reference model (``"bfloat16"`` halves its memory)."""
-    reference: bool = True
-    """Load the frozen reference model; ``False`` for training without any KL term (β must stay
-    0): the model is then never loaded here and a step runs no reference forward."""
+    reference: Any = True
+    """The frozen reference: ``True`` loads ``model`` (in ``reference_dtype``); ``False`` has
+    none, for training without any KL term (β must stay 0: a step then runs no reference
+    forward); or a loaded causal LM used as is (an agent's own base weights with its LoRA
+    adapters switched off, so one copy of the base serves policy and reference)."""
+    device: str = "cpu"
+    """Where the reference model runs (``"cuda"``, ``"cuda:1"``, ...): ``gym.make(id,
+    device="cuda")``."""
 
     def build(self, num_rows: int) -> tuple[EpisodeBatch, PromptSet]:
         """Load prompts, tokenizer, reference model and reward; return the batch and prompts."""
         prompts = load_prompts(self.prompts, field=self.prompt_field, split=self.split)
         if len(prompts) == 0:
             raise ValueError(f"prompt source {self.prompts!r} (split {self.split!r}) is empty")
-        if not self.reference and self.kl_coef:
+        if self.reference is False and self.kl_coef:
             raise ValueError(
                 f"reference=False needs kl_coef=0 (got {self.kl_coef}): without a "
                 "reference model there is no KL to penalise"
             )
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(
+                f"device {self.device!r} asked for, but torch sees no CUDA GPU here "
+                "(torch.cuda.is_available() is False); use device='cpu'"
+            )
         reference = None
-        if self.reference:
+        if self.reference is True:
             reference = load_causal_lm(self.model, dtype=getattr(torch, self.reference_dtype))
-            reference.requires_grad_(False)
+            reference.requires_grad_(False).to(self.device)
+        elif self.reference is not False:
+            reference = self.reference
         tokenizer = load_tokenizer(self.tokenizer if self.tokenizer is not None else self.model)
         batch = EpisodeBatch(
             num_rows=num_rows,

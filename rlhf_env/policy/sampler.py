@@ -52,7 +52,7 @@ class LMSampler:
         ids = np.atleast_2d(observation["input_ids"])
         lengths = np.atleast_2d(observation["attention_mask"]).sum(axis=1)
         self._follow([ids[row, : lengths[row]] for row in range(len(ids))])
-        logprobs = torch.log_softmax(self.kv.next_logits / self.temperature, dim=-1)
+        logprobs = torch.log_softmax(self.kv.next_logits / self.temperature, dim=-1).cpu()
         tokens = torch.multinomial(logprobs.exp(), 1, generator=self.generator).squeeze(1)
         picked = logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
         actions = TokenAction.batch(tokens.tolist(), picked.tolist())
