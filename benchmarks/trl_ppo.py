@@ -58,7 +58,9 @@ Differences that remain (each is what the library does, and is part of what is m
   metrics; TRL logs its metrics. Neither evaluates nor checkpoints. rlhf-env's KL controller
   lives in ``agents/driver/loop.py``'s loop, not used here (TRL 1.12 has none): β stays fixed.
 - TRL's defaults that would change the work are set to match: ``gradient_checkpointing=False``
-  (TRL's default recomputes activations), ``bf16=False`` (TRL's default is bf16 autocast),
+  (TRL's default recomputes activations), ``bf16`` as ``--precision`` says on both sides
+  (``fp32``: TRL's ``bf16=False``; ``bf16``: TRL's default bf16 autocast, rlhf-env's
+  ``precision: bf16``),
   ``lr_scheduler_type="constant"``, ``num_sample_generations=0``; in TRL's batch arithmetic 48
   episodes in 3 minibatches of 16 are ``per_device_train_batch_size=48``,
   ``num_mini_batches=3``, ``gradient_accumulation_steps=1`` (accumulation would defer the
@@ -154,6 +156,7 @@ def run_rlhf_env(args) -> dict:
         f"ppo.minibatch_episodes={args.minibatch}",
         f"ppo.lr={args.lr}",
         f"ppo.critic={args.critic}",
+        f"precision={args.precision}",
         "kl.controller=fixed",
         f"kl.init_coef={args.kl_coef}",
         f"run.seed={args.seed}",
@@ -204,7 +207,7 @@ def run_trl(args) -> dict:
         output_dir=str(OUTPUT_DIR),
         report_to="none",
         use_cpu=True,
-        bf16=False,
+        bf16=args.precision == "bf16",
         gradient_checkpointing=False,
         save_strategy="no",
         disable_tqdm=True,
@@ -317,6 +320,12 @@ if __name__ == "__main__":
         default="shared",
         help="rlhf-env's critic; TRL's is always a separate model",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="both sides: float32, or bf16 autocast",
+    )
     parser.add_argument("--iterations", type=int, default=3, help="timed, after one warm-up")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--seed", type=int, default=0)
@@ -329,7 +338,8 @@ if __name__ == "__main__":
     print(
         f"model {args.model}, {args.episodes} episodes x {args.max_new_tokens} tokens per "
         f"iteration, {args.epochs} epochs, minibatch {args.minibatch}, rollout batch "
-        f"{args.rollout_batch}, critic {args.critic} (TRL: separate), 1 warm-up + "
+        f"{args.rollout_batch}, critic {args.critic} (TRL: separate), {args.precision}, "
+        "1 warm-up + "
         f"{args.iterations} timed iterations, {args.threads} threads",
         flush=True,
     )
