@@ -41,10 +41,6 @@ class LMSampler:
         self.generator.manual_seed(seed if seed is not None else torch.seed())
         self._cached: list[np.ndarray | None] = [None] * num_envs
 
-    def invalidate(self) -> None:
-        """Forget all cached rows (after the policy's weights changed)."""
-        self._cached = [None] * self.num_envs
-
     @torch.inference_mode()
     def act(self, observation: dict[str, np.ndarray]) -> list[TokenAction] | TokenAction:
         """Tokens (with log-probs) for a batched observation, or one for a single env's."""
