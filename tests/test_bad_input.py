@@ -126,7 +126,7 @@ def test_bad_kl_coef_is_refused(value):
 
 def test_missing_model_folder_says_so():
     with pytest.raises(
-        FileNotFoundError, match=r"^no model at /no/such/folder: it is not a folder"
+        FileNotFoundError, match=r"^no model at /no/such/folder on host \S+: it is not a folder"
     ):
         gym.make("rlhf_env/TextGen-v0", model="/no/such/folder", prompts=["hi"], reward="vader")
 
