@@ -199,7 +199,7 @@ def run_trl(args) -> dict:
     task = gym.spec(benchmark_task(args.model)).kwargs
     tokenizer = load_tokenizer(args.model)
     tokenizer.padding_side = "left"  # TRL's queries are left-padded
-    prompts = load_prompts(task["prompts"], split="train").texts
+    prompts = load_prompts(task["prompts"], split="train").prompts
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompts]
     ids = ids * -(-args.episodes // len(ids))  # the data loader drops incomplete batches
     policy = load_causal_lm(args.model)

@@ -1,14 +1,24 @@
 """The reward protocol, the same as TRL's reward functions so users can bring theirs unchanged.
 
-A reward is any callable
+A reward is any callable (or ``async def`` function)
 
     fn(prompts: list[str], completions: list[str], **kwargs) -> list[float | None]
 
 called on a batch, with ``prompts`` and ``completions`` passed **by keyword** (as TRL does), and
 returning one value per completion. ``None`` means "no opinion on this sample" (TRL semantics)
-and adds 0 to a weighted sum. ``kwargs`` carries per-sample columns of the prompt dataset (e.g. a
-``reference`` list) and anything else the caller passes; a reward takes what it needs and must
-accept and ignore the rest. Reward models implement the same protocol.
+and adds 0 to a weighted sum. The environment passes what TRL's GRPOTrainer passes:
+
+- ``prompts`` and ``completions``: texts, or for conversational prompts (TRL's conversational
+  format) the prompt's messages and a one-message completion
+  ``[{"role": "assistant", "content": text}]``;
+- ``completion_ids``: each response's token ids;
+- every extra column of the prompt source, as a list with one value per sample;
+- ``trainer_state``: a :class:`TrainerState` (``global_step``, the training iteration);
+- ``log_extra(column, values)`` and ``log_metric(name, value)``: record per-sample values and a
+  scalar, shown in the episode's ``info["reward_log"]``.
+
+A reward takes what it needs and must accept and ignore the rest. Reward models implement the
+same protocol.
 
 A reward should have a ``__name__``: TRL logs rewards by it, and so do we when no other name is
 given.
@@ -16,7 +26,17 @@ given.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
+
+
+@dataclass
+class TrainerState:
+    """What a reward sees of the training progress (TRL passes its ``TrainerState``):
+    ``global_step`` is the training iteration the agent last set on the environment (0 before
+    training, and for an environment used without an agent)."""
+
+    global_step: int = 0
 
 
 class RewardFn(Protocol):

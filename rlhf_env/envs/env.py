@@ -116,6 +116,16 @@ class TextGenEnv(gym.Env):
     def kl_coef(self, value: float) -> None:
         self.batch.kl_coef = float(value)
 
+    @property
+    def global_step(self) -> int:
+        """The training iteration, set by the agent; rewards read it as
+        ``trainer_state.global_step``."""
+        return self.batch.trainer_state.global_step
+
+    @global_step.setter
+    def global_step(self, value: int) -> None:
+        self.batch.trainer_state.global_step = int(value)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         text, extras = pick_prompt(self.prompts, self.np_random, options or {})
@@ -160,4 +170,4 @@ def pick_prompt(prompts, rng: np.random.Generator, options: dict) -> tuple[str, 
         index = int(rng.integers(len(prompts)))
     elif not 0 <= index < len(prompts):
         raise IndexError(f"prompt_index {index} out of range: there are {len(prompts)} prompts")
-    return prompts.texts[index], prompts.row(index)
+    return prompts.prompts[index], prompts.row(index)

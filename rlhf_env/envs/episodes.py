@@ -4,7 +4,10 @@ Each row holds one episode: a prompt, the response so far, and per token the sam
 the reference log-prob, the KL estimate and the reward of docs/formulation.md eqs. 1-2. The
 reference model is evaluated incrementally for all rows at once
 (:class:`~rlhf_env.data.kv_cache.BatchedKVModel`), and the reward plugins are called once per
-step with every episode that ended at that step.
+step with every episode that ended at that step, with the keyword arguments TRL's GRPOTrainer
+passes (:mod:`rewards.protocol`). A prompt is a text or a conversation; conversations (and, with
+``chat_template``, texts) are encoded through the tokenizer's chat template
+(:mod:`rlhf_env.data.chat`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rewards.protocol import TrainerState
+from rlhf_env.data.chat import check_prompt, completion_as, prompt_ids
 from rlhf_env.data.kv_cache import BatchedKVModel
 from rlhf_env.envs.actions import validate_action
 from rlhf_env.envs.kl import KL_ESTIMATORS, kl_estimate, token_reward
@@ -22,9 +27,10 @@ from rlhf_env.envs.kl import KL_ESTIMATORS, kl_estimate, token_reward
 
 @dataclass
 class Episode:
-    """One prompt and its response so far, with the per-token terms of the reward."""
+    """One prompt (text or conversation) and its response so far, with the per-token terms of
+    the reward."""
 
-    prompt: str
+    prompt: str | list[dict]
     prompt_ids: list[int]
     extras: dict = field(default_factory=dict)
     tokens: list[int] = field(default_factory=list)
@@ -35,6 +41,7 @@ class Episode:
     score: float | None = None
     components: dict[str, float] = field(default_factory=dict)
     completion: str = ""
+    reward_log: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -66,6 +73,7 @@ class EpisodeBatch:
         max_new_tokens: int,
         kl_coef: float,
         kl_estimator: str,
+        chat_template: bool = False,
     ):
         if kl_estimator not in KL_ESTIMATORS:
             raise ValueError(
@@ -83,6 +91,8 @@ class EpisodeBatch:
         self.max_new_tokens = max_new_tokens
         self.kl_coef = kl_coef
         self.kl_estimator = kl_estimator
+        self.chat_template = chat_template
+        self.trainer_state = TrainerState()
         self.eos_ids = _eos_ids(tokenizer, reference)
         self.pad_id = tokenizer.pad_token_id or 0
         width = max_prompt_tokens + max_new_tokens
@@ -115,31 +125,32 @@ class EpisodeBatch:
             )
         self._kl_coef = value
 
-    def encode_prompt(self, text: str) -> list[int]:
-        """Token ids of a prompt; empty and over-long prompts are errors, never truncated."""
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"prompt must be a non-empty string, got {text!r}")
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+    def encode_prompt(self, prompt: str | list[dict]) -> list[int]:
+        """Token ids of a prompt (chat-templated when the task says so); empty and over-long
+        prompts are errors, never truncated: the length counted is the templated one."""
+        prompt = check_prompt(prompt)
+        ids = prompt_ids(self.tokenizer, prompt, self.chat_template)
         if not ids:
-            raise ValueError(f"prompt {text!r} encodes to no tokens")
+            raise ValueError(f"prompt {prompt!r} encodes to no tokens")
         if len(ids) > self.max_prompt_tokens:
+            templated = " (with the chat template)" if self.chat_template else ""
             raise ValueError(
-                f"prompt has {len(ids)} tokens, more than max_prompt_tokens="
-                f"{self.max_prompt_tokens}: {text[:80]!r}..."
+                f"prompt has {len(ids)} tokens{templated}, more than max_prompt_tokens="
+                f"{self.max_prompt_tokens}: {str(prompt)[:80]!r}..."
             )
         return ids
 
-    def start(self, rows: list[int], prompts: list[str], extras: list[dict]) -> None:
+    def start(self, rows: list[int], prompts: list, extras: list[dict]) -> None:
         """Begin new episodes in ``rows``; one batched reference forward for all their prompts."""
-        ids = [self.encode_prompt(text) for text in prompts]
+        ids = [self.encode_prompt(prompt) for prompt in prompts]
         if self.reference is not None:
             self.reference.reset_rows(rows, ids)
-        for row, text, prompt_ids, extra in zip(rows, prompts, ids, extras):
-            self.episodes[row] = Episode(text, prompt_ids, extra)
+        for row, prompt, encoded, extra in zip(rows, prompts, ids, extras):
+            self.episodes[row] = Episode(check_prompt(prompt), encoded, extra)
             self.input_ids[row] = self.pad_id
             self.attention_mask[row] = 0
-            self.input_ids[row, : len(prompt_ids)] = prompt_ids
-            self.attention_mask[row, : len(prompt_ids)] = 1
+            self.input_ids[row, : len(encoded)] = encoded
+            self.attention_mask[row, : len(encoded)] = 1
 
     def step(self, actions, active: np.ndarray) -> StepResult:
         """Advance the ``active`` rows by one token each (docs/formulation.md eq. 2 per token)."""
@@ -195,16 +206,36 @@ class EpisodeBatch:
         return result
 
     def _score(self, result: StepResult) -> None:
-        """Score every episode that ended this step in one reward call; add it to its last token."""
+        """Score every episode that ended this step in one reward call; add it to its last token.
+
+        The reward gets TRL's keyword arguments (:mod:`rewards.protocol`); what it records with
+        ``log_extra``/``log_metric`` lands in each episode's ``reward_log``.
+        """
         if not result.finished:
             return
         episodes = [self.episodes[row] for row in result.finished]
         for episode in episodes:
             episode.completion = self.tokenizer.decode(episode.tokens, skip_special_tokens=True)
+            episode.reward_log = {}
         shared = set.intersection(*(set(e.extras) for e in episodes))
         columns = {name: [e.extras[name] for e in episodes] for name in sorted(shared)}
+
+        def log_extra(column: str, values: list) -> None:
+            for episode, value in zip(episodes, values, strict=True):
+                episode.reward_log[column] = value
+
+        def log_metric(name: str, value: float) -> None:
+            for episode in episodes:
+                episode.reward_log[name] = float(value)
+
         totals, components = self.reward.score(
-            [e.prompt for e in episodes], [e.completion for e in episodes], **columns
+            [e.prompt for e in episodes],
+            [completion_as(e.prompt, e.completion) for e in episodes],
+            completion_ids=[list(e.tokens) for e in episodes],
+            trainer_state=self.trainer_state,
+            log_extra=log_extra,
+            log_metric=log_metric,
+            **columns,
         )
         for i, (row, episode) in enumerate(zip(result.finished, episodes)):
             episode.score = float(totals[i])
@@ -231,6 +262,7 @@ class EpisodeBatch:
             "response_length": len(episode.tokens),
             "prompt": episode.prompt,
             "completion": episode.completion,
+            "reward_log": dict(episode.reward_log),
         }
 
     def render(self, row: int) -> str:

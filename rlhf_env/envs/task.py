@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from rewards import build_reward
+from rlhf_env.data.chat import use_chat_template
 from rlhf_env.data.models import load_causal_lm, load_model_config, load_tokenizer
 from rlhf_env.data.prompts import PromptSet, load_prompts
 from rlhf_env.envs.episodes import EpisodeBatch
@@ -26,7 +27,11 @@ class TaskSpec:
     tokenizer: Any = None
     """Tokenizer spec or object; defaults to the model's."""
     prompt_field: str = "prompt"
-    """Column holding the prompt text in a file or dataset."""
+    """Column holding the prompt (a text or a conversation) in a file or dataset."""
+    chat_template: Any = "auto"
+    """Encode prompts with the tokenizer's chat template and its generation prompt: ``"auto"``
+    when the tokenizer has one and the prompts are conversations (TRL's conversational format),
+    ``True`` always (a text prompt becomes a user message), ``False`` never."""
     split: str = "train"
     """``"train"``, ``"test"`` (held-out prompts) or ``"all"``."""
     max_prompt_tokens: int = 64
@@ -80,5 +85,6 @@ class TaskSpec:
             max_new_tokens=self.max_new_tokens,
             kl_coef=self.kl_coef,
             kl_estimator=self.kl_estimator,
+            chat_template=use_chat_template(self.chat_template, tokenizer, prompts.conversational),
         )
         return batch, prompts

@@ -44,6 +44,7 @@ class TextGenVectorEnv(VectorEnv):
         self._autoreset = np.zeros(num_envs, bool)
 
     kl_coef = TextGenEnv.kl_coef
+    global_step = TextGenEnv.global_step
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         """Start all episodes. ``options={"prompts": [...]}`` forces one prompt text per env,
