@@ -5,8 +5,10 @@ A plugin author runs it on their own reward before publishing it. On a small fix
 the protocol of :mod:`rewards.protocol`:
 
 1. the reward has a usable name (it is logged as ``reward/<name>``, and TRL logs ``__name__``);
-2. it takes ``prompts=`` and ``completions=`` and returns one finite real number or ``None``
-   per completion;
+2. it takes ``prompts=`` and ``completions=`` (with the other keyword arguments TRL and the
+   environment pass: ``completion_ids``, here each completion's UTF-8 bytes, ``trainer_state``,
+   ``log_extra`` and ``log_metric``) and returns one finite real number or ``None`` per
+   completion;
 3. scoring the batch gives the values of scoring each sample alone (batch-size independence);
 4. it accepts and ignores keyword arguments it does not know (TRL passes every dataset column);
 5. calling it again gives the same values (determinism).
@@ -22,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rewards.errors import RewardPluginError
-from rewards.protocol import RewardFn
+from rewards.protocol import RewardFn, TrainerState
 from rewards.registry import resolve_reward
 from rewards.validation import checked_call
 
@@ -75,7 +77,10 @@ def check_reward(
             )
     prompts, completions = list(PROMPTS), list(COMPLETIONS)
 
-    returns = "takes prompts= and completions=, returns one finite number or None per completion"
+    returns = (
+        "takes prompts=, completions= and TRL's other keyword arguments (declare **kwargs), "
+        "returns one finite number or None per completion"
+    )
     batch = _call(name, returns, fn, prompts, completions, **columns)
     alone = [
         _call(name, returns, fn, [p], [c], **{key: [v[i]] for key, v in columns.items()})[0]
@@ -110,9 +115,16 @@ def _call(
     /,
     **kwargs: Any,
 ) -> list[float | None]:
-    """:func:`checked_call`, its error reworded as a failed ``requirement``."""
+    """:func:`checked_call` with TRL's keyword arguments, its error reworded as a failed
+    ``requirement``."""
+    trl_kwargs = {
+        "completion_ids": [list(c.encode()) for c in completions],
+        "trainer_state": TrainerState(),
+        "log_extra": lambda column, values: None,
+        "log_metric": lambda name, value: None,
+    }
     try:
-        return checked_call(fn, name, prompts, completions, **kwargs)
+        return checked_call(fn, name, prompts, completions, **trl_kwargs, **kwargs)
     except RewardPluginError as exc:
         raise _failure(name, requirement, str(exc)) from exc
 
