@@ -10,9 +10,10 @@ callable, or a name an installed package declares in the entry-point group
 plugin authors. :func:`available_rewards` lists what can be selected.
 
 Built-ins (:mod:`rewards.builtin`): ``vader``, ``embedding_similarity``, ``length``, ``keyword``,
-``regex``, ``repetition_penalty``, ``reward_model`` (a reward model trained with
-:mod:`rewards.reward_model`). Importing this package is cheap: torch and transformers load
-only when a model-based reward is first called.
+``regex``, ``repetition_penalty``, ``overlong_penalty``, ``reward_model`` (a reward model
+trained with :mod:`rewards.reward_model`), and the instruction checks ``instruction_length``,
+``instruction_content``, ``instruction_format``. Importing this package is cheap: torch and
+transformers load only when a model-based reward is first called.
 """
 
 from rewards import builtin  # noqa: F401  (registers the built-in rewards)

@@ -18,7 +18,7 @@ and adds 0 to a weighted sum. The environment passes what TRL's GRPOTrainer pass
   scalar, shown in the episode's ``info["reward_log"]``.
 
 A reward takes what it needs and must accept and ignore the rest. Reward models implement the
-same protocol.
+same protocol. The built-ins take texts and conversations alike (:func:`as_texts`).
 
 A reward should have a ``__name__``: TRL logs rewards by it, and so do we when no other name is
 given.
@@ -45,3 +45,13 @@ class RewardFn(Protocol):
     def __call__(
         self, prompts: list[str], completions: list[str], **kwargs: Any
     ) -> list[float | None]: ...
+
+
+def as_texts(items: list) -> list[str]:
+    """Prompts or completions as texts: a text as is, a conversation (TRL's conversational
+    format) as its messages' contents joined by newlines (a completion's one message: its
+    content)."""
+    return [
+        item if isinstance(item, str) else "\n".join(str(m["content"]) for m in item)
+        for item in items
+    ]

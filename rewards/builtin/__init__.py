@@ -7,8 +7,16 @@
   ``repetition_penalty``, a guard against reward hacking (:mod:`.rules`).
 - ``reward_model``: a reward model trained on preferences (:mod:`.learned`,
   :mod:`rewards.reward_model`).
+- ``instruction_length``, ``instruction_content``, ``instruction_format``: verifiable
+  instruction checks, read from the prompts' columns (:mod:`.instructions`).
 
 None of them imports torch or transformers until it is first called.
 """
 
-from rewards.builtin import embedding, learned, rules, sentiment  # noqa: F401  (registers the rewards)
+from rewards.builtin import (  # noqa: F401  (registers the rewards)
+    embedding,
+    instructions,
+    learned,
+    rules,
+    sentiment,
+)

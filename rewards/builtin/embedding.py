@@ -16,6 +16,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+from rewards.protocol import as_texts
 from rewards.registry import register_reward
 
 DEFAULT_MODEL = "all-minilm-l6-v2"
@@ -50,6 +51,7 @@ class EmbeddingSimilarity:
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
         references = self._references(kwargs, len(completions))
+        completions = as_texts(completions)
         if not completions:
             return []
         texts = list(dict.fromkeys([*completions, *references]))  # each distinct text once

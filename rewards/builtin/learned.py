@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rewards.protocol import as_texts
 from rewards.registry import register_reward
 
 MODEL_FILE = "reward_model.json"  # = rewards.reward_model.MODEL_FILE, without importing torch
@@ -72,7 +73,7 @@ class LearnedReward:
         if not completions:
             return []
         model = _model(*_key(self.path), self.device, self.dtype)
-        texts = [prompt + completion for prompt, completion in zip(prompts, completions)]
+        texts = [p + c for p, c in zip(as_texts(prompts), as_texts(completions))]
         scores = model.score_texts(texts, batch_size=self.batch_size)
         if self.normalize:
             scores = (scores - model.info["score_mean"]) / max(model.info["score_std"], 1e-8)

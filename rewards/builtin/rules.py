@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewards.protocol import as_texts
 from rewards.registry import register_reward
 
 _WORD = re.compile(r"\w+(?:'\w+)*")
@@ -46,7 +47,10 @@ class Length:
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
         # 0.0 - x rather than -x: a completion on target scores 0.0, not -0.0
-        return [0.0 - min(1.0, abs(self._size(c) - self.target) / self.target) for c in completions]
+        return [
+            0.0 - min(1.0, abs(self._size(c) - self.target) / self.target)
+            for c in as_texts(completions)
+        ]
 
     def _size(self, text: str) -> int:
         return len(words(text)) if self.unit == "words" else len(text)
@@ -77,14 +81,22 @@ class Keyword:
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
         wanted, unwanted = self._patterns
-        return [_fraction_found(wanted, c) - _fraction_found(unwanted, c) for c in completions]
+        return [
+            _fraction_found(wanted, c) - _fraction_found(unwanted, c) for c in as_texts(completions)
+        ]
+
+
+def word_pattern(entry: str) -> re.Pattern[str]:
+    """A case-insensitive whole-word pattern for ``entry``; lookarounds so entries like "c++"
+    work too."""
+    return re.compile(rf"(?<!\w){re.escape(entry.strip())}(?!\w)", re.IGNORECASE)
 
 
 def _word_patterns(param: str, entries: Sequence[str]) -> list[re.Pattern[str]]:
-    """Case-insensitive whole-word patterns; lookarounds so entries like "c++" work too."""
+    """:func:`word_pattern` of each entry; entries must be non-empty strings."""
     if isinstance(entries, str) or not all(isinstance(e, str) and e.strip() for e in entries):
         raise ValueError(f"{param} must be a list of non-empty strings, got {entries!r}")
-    return [re.compile(rf"(?<!\w){re.escape(e.strip())}(?!\w)", re.IGNORECASE) for e in entries]
+    return [word_pattern(e) for e in entries]
 
 
 def _fraction_found(patterns: list[re.Pattern[str]], text: str) -> float:
@@ -114,7 +126,7 @@ class Regex:
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
         match = self._compiled.fullmatch if self.fullmatch else self._compiled.search
-        return [1.0 if match(c) else 0.0 for c in completions]
+        return [1.0 if match(c) else 0.0 for c in as_texts(completions)]
 
 
 @register_reward("repetition_penalty")
@@ -138,7 +150,7 @@ class RepetitionPenalty:
             raise ValueError(f"n must be a positive integer, got {self.n!r}")
 
     def __call__(self, prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
-        return [self._penalty(c) for c in completions]
+        return [self._penalty(c) for c in as_texts(completions)]
 
     def _penalty(self, text: str) -> float:
         folded = [w.casefold() for w in words(text)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from rewards.protocol import as_texts
 from rewards.registry import register_reward
 
 
@@ -18,7 +19,7 @@ from rewards.registry import register_reward
 def vader(prompts: list[str], completions: list[str], **kwargs: Any) -> list[float]:
     """VADER compound sentiment of each completion, in [-1, 1]."""
     analyzer = _analyzer()
-    return [analyzer.polarity_scores(completion)["compound"] for completion in completions]
+    return [analyzer.polarity_scores(text)["compound"] for text in as_texts(completions)]
 
 
 @functools.cache

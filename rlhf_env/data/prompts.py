@@ -5,6 +5,8 @@ A source is one of:
   default); the rest of each sentence and its polarity label come along as extra columns;
 - ``"fortunes"``: first lines of the BSD fortune-cookie file (prepared offline default);
 - ``"tiny"``: a handful of prompts over the tiny task's vocabulary;
+- ``"instructions"``: instruction-following prompts with verifiable constraints, generated
+  locally (:mod:`rlhf_env.data.instructions`; their checks come along as extra columns);
 - a local ``.jsonl``/``.json``/``.csv``/``.parquet``/``.txt`` file, read with ``datasets``;
 - a ``datasets.Dataset`` or a hub dataset name (``"imdb"``; needs a network);
 - a list of prompts (used whole: the split does not apply).
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from rlhf_env.data.assets import asset_path
 from rlhf_env.data.chat import check_prompt
+from rlhf_env.data.instructions import instruction_prompts
 from rlhf_env.data.tables import DataFileError, check_split, held_out, load_split
 
 TINY_PROMPTS = (
@@ -75,6 +78,8 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
         return _split(_fortune_openings(), split)
     if source == "tiny":
         return PromptSet(list(TINY_PROMPTS))
+    if source == "instructions":
+        return _split(PromptSet(*instruction_prompts()), split)
     dataset = load_split(source, split, what="prompt file", allow_hub=True)
     column = (
         field

@@ -53,3 +53,24 @@ register(
         kl_coef=0.05,
     ),
 )
+# Follow instructions with verifiable constraints (IFEval style), generated offline: each prompt
+# asks for a length, a content and a format constraint; the score is the fraction passed
+# (docs/formulation.md eq. 45), each check logged as a reward component. The prompts are
+# conversations, so the instruct model's chat template applies.
+register(
+    id="rlhf_env/Instruct-v0",
+    entry_point=_ENTRY,
+    vector_entry_point=_VECTOR_ENTRY,
+    kwargs=dict(
+        prompts="instructions",
+        model="smollm2-135m-instruct",
+        reward=[
+            {"name": "instruction_length", "weight": 1 / 3},
+            {"name": "instruction_content", "weight": 1 / 3},
+            {"name": "instruction_format", "weight": 1 / 3},
+        ],
+        max_new_tokens=64,
+        max_prompt_tokens=96,
+        kl_coef=0.05,
+    ),
+)

@@ -25,6 +25,9 @@ from rewards.builtin.sentiment import vader
 
 BUILTINS = [
     "embedding_similarity",
+    "instruction_content",
+    "instruction_format",
+    "instruction_length",
     "keyword",
     "length",
     "overlong_penalty",
