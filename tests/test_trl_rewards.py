@@ -166,3 +166,23 @@ def test_trl_shipped_rewards_unchanged():
     expected = [0.0, 0.0, -0.5, -1.0, -1.0]
     assert build_reward(trl_overlong).score([""] * 5, [""] * 5, completion_ids=ids)[0] == expected
     assert ours(prompts=[""] * 5, completions=[""] * 5, completion_ids=ids) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("vader", {}),
+        ("length", {"target": 3}),
+        ("keyword", {"keywords": ["sun"]}),
+        ("regex", {"pattern": r"^\w+ sun"}),
+        ("repetition_penalty", {}),
+    ],
+)
+def test_builtins_score_a_conversation_as_its_text(name, params):
+    reward = get_reward(name, **params)
+    texts = ["the sun is out", "rain rain rain rain"]
+    conversational = [[{"role": "assistant", "content": text}] for text in texts]
+    prompts = [[{"role": "user", "content": "weather?"}]] * 2
+    assert reward(prompts=prompts, completions=conversational) == reward(
+        prompts=["weather?"] * 2, completions=texts
+    )

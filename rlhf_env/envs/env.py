@@ -55,11 +55,20 @@ class TextGenEnv(gym.Env):
     ``r_N = −β·k(d_N) + score(prompt, response)`` for the last token, delivered at that step. β is
     ``kl_coef`` and may be changed between steps (``env.unwrapped.kl_coef = 0.1``).
 
+    The reward plugins are called as TRL's GRPOTrainer calls them (:mod:`rewards.protocol`):
+    ``prompts``, ``completions`` (for conversational prompts, one assistant message each),
+    ``completion_ids``, every extra column of the prompt source, ``trainer_state`` (its
+    ``global_step`` is the training iteration an agent sets, ``env.unwrapped.global_step = n``),
+    ``log_extra`` and ``log_metric``. ``async def`` rewards are awaited.
+
     ## Starting State
 
     A prompt drawn uniformly from the prompt source with ``self.np_random`` (reproducible with
-    ``reset(seed=...)``); ``options={"prompt": "text"}`` forces a prompt and
-    ``options={"prompt_index": i}`` picks one.
+    ``reset(seed=...)``); ``options={"prompt": ...}`` forces a prompt (a text or a conversation)
+    and ``options={"prompt_index": i}`` picks one. A prompt is a text, or a conversation in TRL's
+    conversational format (a list of ``{"role", "content"}`` messages); with ``chat_template``
+    (by default: conversations and a tokenizer with a template) it is encoded through the
+    tokenizer's chat template with the generation prompt.
 
     ## Episode End
 
@@ -71,7 +80,9 @@ class TextGenEnv(gym.Env):
     Every step: ``ref_logprob``, ``logprob`` (the sampling log-prob used), ``logprob_supplied``,
     ``kl`` (the estimate k(d_t)) and ``kl_coef``. At the episode's end also: ``score`` (the
     weighted plugin score), ``reward_components`` (each plugin's unweighted score by name),
-    ``episode_kl``, ``episode_return``, ``response_length``, ``prompt`` and ``completion``.
+    ``episode_kl``, ``episode_return``, ``response_length``, ``prompt`` (text or conversation),
+    ``completion`` (text) and ``reward_log`` (what the rewards recorded with ``log_extra`` and
+    ``log_metric``).
 
     ## Arguments
 
@@ -81,10 +92,14 @@ class TextGenEnv(gym.Env):
     env = gym.make("rlhf_env/TextGen-v0", prompts="my_prompts.jsonl", model="Qwen/Qwen2.5-0.5B",
                    reward=[{"name": "vader"}, {"name": "repetition_penalty", "weight": 0.5}])
     envs = gym.make_vec("rlhf_env/Sentiment-v0", num_envs=16)  # batched form, one forward a step
+    env = gym.make("rlhf_env/Instruct-v0", split="test")  # verifiable checks, held-out prompts
+    env = gym.make("rlhf_env/TextGen-v0", reward="vader",  # a conversation, chat-templated
+                   prompts=[[{"role": "user", "content": "Say something kind."}]])
+    env = gym.make("rlhf_env/Tiny-v0")  # a tiny random model: milliseconds a step, for tests
     ```
 
-    ``prompts``, ``model``, ``reward``, ``tokenizer``, ``prompt_field``, ``split``,
-    ``max_prompt_tokens``, ``max_new_tokens``, ``kl_coef``, ``kl_estimator`` and
+    ``prompts``, ``model``, ``reward``, ``tokenizer``, ``prompt_field``, ``chat_template``,
+    ``split``, ``max_prompt_tokens``, ``max_new_tokens``, ``kl_coef``, ``kl_estimator`` and
     ``reference_dtype`` are documented on :class:`rlhf_env.envs.task.TaskSpec`; ``render_mode``
     may be ``"ansi"``.
 
