@@ -29,6 +29,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+# The keyword arguments the environment passes every reward itself (prompt columns may not
+# take these names).
+REWARD_ARGUMENTS = (
+    "prompts",
+    "completions",
+    "completion_ids",
+    "trainer_state",
+    "log_extra",
+    "log_metric",
+)
+
 
 @dataclass
 class TrainerState:

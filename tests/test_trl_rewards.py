@@ -186,3 +186,9 @@ def test_builtins_score_a_conversation_as_its_text(name, params):
     assert reward(prompts=prompts, completions=conversational) == reward(
         prompts=["weather?"] * 2, completions=texts
     )
+
+
+def test_a_prompt_column_may_not_shadow_a_reward_argument():
+    prompts = datasets.Dataset.from_dict({"prompt": ["the movie was"], "completion_ids": [[1]]})
+    with pytest.raises(ValueError, match=r"column\(s\) \['completion_ids'\].*rename them"):
+        gym.make("rlhf_env/Tiny-v0", prompts=prompts, split="all")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from rewards import build_reward
+from rewards.protocol import REWARD_ARGUMENTS
 from rlhf_env.data.chat import use_chat_template
 from rlhf_env.data.models import load_causal_lm, load_model_config, load_tokenizer
 from rlhf_env.data.prompts import PromptSet, load_prompts
@@ -58,6 +59,12 @@ class TaskSpec:
         prompts = load_prompts(self.prompts, field=self.prompt_field, split=self.split)
         if len(prompts) == 0:
             raise ValueError(f"prompt source {self.prompts!r} (split {self.split!r}) is empty")
+        clashes = sorted(set(prompts.columns) & set(REWARD_ARGUMENTS))
+        if clashes:
+            raise ValueError(
+                f"prompt source {self.prompts!r} has the column(s) {clashes}, names of reward "
+                "arguments the environment passes itself; rename them"
+            )
         if self.reference is False and self.kl_coef:
             raise ValueError(
                 f"reference=False needs kl_coef=0 (got {self.kl_coef}): without a "
