@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rewards.protocol import as_texts
+
 
 class Tracker:
     """Logs metric dicts, sample tables and the config of one run."""
@@ -50,10 +52,12 @@ class Tracker:
             self.run.log(metrics, step=step)
 
     def log_samples(self, samples: list[tuple[str, str, float]], step: int) -> None:
-        """A table of (prompt, completion, score) generations."""
+        """A table of (prompt, completion, score) generations (a conversation shown as text)."""
         if self.run is not None and samples:
+            prompts = as_texts([prompt for prompt, _, _ in samples])
             table = self._wandb.Table(
-                columns=["prompt", "completion", "score"], data=[list(s) for s in samples]
+                columns=["prompt", "completion", "score"],
+                data=[[p, c, s] for p, (_, c, s) in zip(prompts, samples)],
             )
             self.run.log({"samples": table}, step=step)
 

@@ -142,6 +142,8 @@ def test_offline_wandb_run_lands_in_the_run_folder(tmp_path, monkeypatch):
     tracker = Tracker("auto", "rlhf-env-test", "t", tmp_path / "run", {"a": 1})
     tracker.log({"reward/score": 0.5}, step=1)
     tracker.log_samples([("the movie", " was great", 0.6)], step=1)
+    conversation = [{"role": "user", "content": "Say hi."}]  # shown as its text
+    tracker.log_samples([(conversation, "hi", 1.0)], step=2)
     tracker.finish()
     runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
