@@ -139,3 +139,21 @@ def test_instruct_env_scores_each_check_as_a_component():
     }
     assert info["reward_components"] == expected
     assert info["score"] == pytest.approx(sum(expected.values()) / 3)
+
+
+def test_evaluation_summary_holds_each_checks_pass_rate():
+    from rlhf_env.policy.rollout import summarize
+
+    records = [
+        {
+            "score": score,
+            "episode_kl": 0.0,
+            "response_length": 4,
+            "reward_components": {"instruction_length": length, "instruction_format": fmt},
+        }
+        for score, length, fmt in [(1.0, 1.0, 1.0), (0.5, 1.0, 0.0), (0.0, 0.0, 0.0)]
+    ]
+    summary = summarize(records)
+    assert summary["score"] == pytest.approx(0.5)
+    assert summary["reward/instruction_length"] == pytest.approx(2 / 3)
+    assert summary["reward/instruction_format"] == pytest.approx(1 / 3)

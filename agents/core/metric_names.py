@@ -44,7 +44,7 @@ SAMPLE_TOKENS_PER_S = "perf/sample_tokens_per_s"
 LEARN_TOKENS_PER_S = "perf/learn_tokens_per_s"
 
 # Held-out evaluation: EVAL_PREFIX + a key of rlhf_env.policy.rollout.summarize (score,
-# kl_per_token, response_length) or of an algorithm's extra evaluation.
+# kl_per_token, response_length, reward/<component>) or of an algorithm's extra evaluation.
 EVAL_PREFIX = "eval/"
 EVAL_SCORE = "eval/score"
 EVAL_KL = "eval/kl_per_token"

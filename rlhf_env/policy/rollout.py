@@ -50,10 +50,16 @@ def _pick(values, row: int):
 
 
 def summarize(episodes: list[dict]) -> dict[str, float]:
-    """Mean score, KL per token (docs/formulation.md eq. 6) and mean length of episode records."""
+    """Mean score, KL per token (docs/formulation.md eq. 6), mean length and the mean of each
+    reward component (``reward/<name>``: a check's pass rate) of episode records."""
     lengths = [e["response_length"] for e in episodes]
+    names = episodes[0]["reward_components"] if episodes else {}
     return {
         "score": float(np.mean([e["score"] for e in episodes])),
         "kl_per_token": kl_per_token([e["episode_kl"] for e in episodes], lengths),
         "response_length": sum(lengths) / max(len(episodes), 1),
+        **{
+            f"reward/{name}": float(np.mean([e["reward_components"][name] for e in episodes]))
+            for name in names
+        },
     }
