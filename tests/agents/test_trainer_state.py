@@ -1,0 +1,26 @@
+"""Rewards see the training iteration as ``trainer_state.global_step``, as TRL's rewards do."""
+
+from agents.driver.loop import train
+
+STEPS: list[int] = []
+
+
+def step_reward(prompts, completions, trainer_state, **kwargs):
+    """Records the step it is called at; scores by length so the run has something to learn."""
+    STEPS.append(trainer_state.global_step)
+    return [float(len(c)) for c in completions]
+
+
+def test_rewards_see_the_training_iteration(tiny_config):
+    STEPS.clear()
+    config = tiny_config(
+        "run.iterations=2",
+        "run.checkpoint_every=2",
+        "run.eval_episodes=0",
+        "ppo.episodes_per_iteration=8",
+        "ppo.minibatch_episodes=8",
+        "ppo.epochs=1",
+        f"task.overrides.reward={__name__}:step_reward",
+    )
+    train(config, progress=False)
+    assert STEPS and sorted(set(STEPS)) == [0, 1]  # iterations 1 and 2 (global steps 0 and 1)
