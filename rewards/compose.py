@@ -21,7 +21,7 @@ from typing import Any
 
 from rewards.protocol import RewardFn
 from rewards.registry import resolve_reward
-from rewards.validation import call_reward
+from rewards.validation import call_rewards
 
 _SPEC_KEYS = ("name", "weight", "params")
 
@@ -80,16 +80,15 @@ class CompositeReward:
         """``(totals, {component name: unweighted values})`` for a batch.
 
         ``kwargs`` (e.g. per-sample dataset columns) go to every component. Each component is
-        validated by :func:`~rewards.validation.call_reward`; an empty batch calls none of them.
+        validated by :func:`~rewards.validation.call_rewards` (``async def`` components run
+        concurrently); an empty batch calls none of them.
         """
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
         if not completions:
             return [], {component.name: [] for component in self.components}
-        values = {
-            c.name: call_reward(c.fn, c.name, prompts, completions, **kwargs)
-            for c in self.components
-        }
+        fns = {component.name: component.fn for component in self.components}
+        values = call_rewards(fns, prompts, completions, **kwargs)
         totals = [
             math.fsum(c.weight * values[c.name][i] for c in self.components)
             for i in range(len(completions))

@@ -192,3 +192,23 @@ def test_a_prompt_column_may_not_shadow_a_reward_argument():
     prompts = datasets.Dataset.from_dict({"prompt": ["the movie was"], "completion_ids": [[1]]})
     with pytest.raises(ValueError, match=r"column\(s\) \['completion_ids'\].*rename them"):
         gym.make("rlhf_env/Tiny-v0", prompts=prompts, split="all")
+
+
+def test_async_rewards_of_a_batch_run_concurrently():
+    """Each async reward yields to the loop once: awaited together, each sees the other start
+    before it finishes (awaited one after the other, the first would not)."""
+    started = []
+
+    def overlapping(name, other):
+        async def reward(completions, **kwargs):
+            started.append(name)
+            await asyncio.sleep(0)
+            return [1.0 if other in started else 0.0] * len(completions)
+
+        reward.__name__ = name
+        return reward
+
+    _, components = build_reward(
+        [overlapping("first", "second"), overlapping("second", "first")]
+    ).score(["p"], ["c"])
+    assert components == {"first": [1.0], "second": [1.0]}
