@@ -47,8 +47,9 @@ class TextGenVectorEnv(VectorEnv):
     global_step = TextGenEnv.global_step
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """Start all episodes. ``options={"prompts": [...]}`` forces one prompt text per env,
-        ``options={"prompt_indices": [...]}`` one prompt of the source (with its columns)."""
+        """Start all episodes. ``options={"prompts": [...]}`` forces one prompt (a text or a
+        conversation) per env, ``options={"prompt_indices": [...]}`` one prompt of the source
+        (with its columns)."""
         super().reset(seed=seed)
         per_env = _per_env_options(options or {}, self.num_envs)
         self._start(list(range(self.num_envs)), per_env)
