@@ -55,7 +55,7 @@ register(
 )
 # Follow instructions with verifiable constraints (IFEval style), generated offline: each prompt
 # asks for a length, a content and a format constraint; the score is the fraction passed
-# (docs/formulation.md eq. 45), each check logged as a reward component. The prompts are
+# (docs/formulation.md eq. 46), each check logged as a reward component. The prompts are
 # conversations, so the instruct model's chat template applies.
 register(
     id="rlhf_env/Instruct-v0",
