@@ -212,3 +212,35 @@ def test_async_rewards_of_a_batch_run_concurrently():
         [overlapping("first", "second"), overlapping("second", "first")]
     ).score(["p"], ["c"])
     assert components == {"first": [1.0], "second": [1.0]}
+
+
+def test_task_specific_rewards_return_none_where_they_do_not_apply():
+    """TRL's multi-task form: a column says which reward applies; the others return None."""
+
+    def sentiment_task_reward(prompts, completions, task, **kwargs):
+        return [
+            float(len(c.split())) if t == "sentiment" else None for c, t in zip(completions, task)
+        ]
+
+    def story_task_reward(prompts, completions, task, **kwargs):
+        return [1.0 if t == "story" else None for t in task]
+
+    prompts = datasets.Dataset.from_dict(
+        {"prompt": ["the movie was", "the story is"], "task": ["sentiment", "story"]}
+    )
+    envs = gym.make_vec(
+        "rlhf_env/Tiny-v0",
+        num_envs=2,
+        vectorization_mode="vector_entry_point",
+        prompts=prompts,
+        split="all",
+        max_new_tokens=2,
+        reward=[sentiment_task_reward, story_task_reward],
+    )
+    envs.reset(options={"prompt_indices": [0, 1]})
+    for _ in range(2):
+        *_, infos = envs.step(tiny_ids("good", "good"))
+    assert infos["score"].tolist() == [2.0, 1.0]  # None adds 0 to the weighted sum
+    components = infos["reward_components"]
+    assert components["sentiment_task_reward"].tolist() == [2.0, 0.0]
+    assert components["story_task_reward"].tolist() == [0.0, 1.0]
