@@ -34,10 +34,12 @@ class Evaluator:
         )
         self.extra = extra
 
-    def __call__(self, policy) -> tuple[dict[str, float], list[dict]]:
-        """``({"score", "kl_per_token", "response_length", ...}, episode records)``."""
+    def __call__(self, policy, step: int = 0) -> tuple[dict[str, float], list[dict]]:
+        """``({"score", "kl_per_token", "response_length", ...}, episode records)``; rewards see
+        ``step`` (training iterations done) as ``trainer_state.global_step``."""
         summary, records = {}, []
         if self.envs is not None:
+            self.envs.unwrapped.global_step = step
             sampler = LMSampler(policy, self.envs.num_envs, seed=EVAL_SEED)
             records = collect_episodes(self.envs, sampler, self.episodes, seed=EVAL_SEED)
             summary = summarize(records)

@@ -225,7 +225,7 @@ def _due(step: int, every: int, total: int) -> bool:
 
 
 def _evaluate(evaluator: Evaluator, policy, tracker: Tracker, run_dir: Path, step: int) -> dict:
-    summary, records = evaluator(policy)
+    summary, records = evaluator(policy, step)
     record = {"iteration": step, **{M.EVAL_PREFIX + k: v for k, v in summary.items()}}
     with open(run_dir / M.EVAL_FILE, "a") as f:
         f.write(json.dumps(record) + "\n")

@@ -1,4 +1,5 @@
-"""Rewards see the training iteration as ``trainer_state.global_step``, as TRL's rewards do."""
+"""Rewards see the training iteration as ``trainer_state.global_step``, as TRL's rewards do, in
+training rollouts and held-out evaluations alike."""
 
 from agents.driver.loop import train
 
@@ -16,11 +17,14 @@ def test_rewards_see_the_training_iteration(tiny_config):
     config = tiny_config(
         "run.iterations=2",
         "run.checkpoint_every=2",
-        "run.eval_episodes=0",
+        "run.eval_episodes=8",
+        "run.eval_every=0",
         "ppo.episodes_per_iteration=8",
         "ppo.minibatch_episodes=8",
         "ppo.epochs=1",
         f"task.overrides.reward={__name__}:step_reward",
     )
     train(config, progress=False)
-    assert STEPS and sorted(set(STEPS)) == [0, 1]  # iterations 1 and 2 (global steps 0 and 1)
+    # Sampling for iterations 1 and 2 sees global steps 0 and 1; the held-out evaluations before
+    # and after training see 0 and 2 (the iterations done).
+    assert sorted(set(STEPS)) == [0, 1, 2]
