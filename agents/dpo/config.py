@@ -35,6 +35,16 @@ class DPOSettings:
         if self.epochs < 1 or self.minibatch_pairs < 1:
             raise ValueError("dpo.epochs and dpo.minibatch_pairs must be >= 1")
 
+    def learner_config(self) -> dict:
+        """What :class:`agents.dpo.learner.DPOLearner` reads, online and offline alike."""
+        return {
+            "epochs": self.epochs,
+            "minibatch_pairs": self.minibatch_pairs,
+            "beta": self.beta,
+            "loss_type": self.loss_type,
+            "label_smoothing": self.label_smoothing,
+        }
+
 
 @dataclass
 class OnlineDPOSettings(DPOSettings):
