@@ -33,22 +33,22 @@ def resolve_policy(spec: str | None, task: str | None = None) -> PolicySource:
 
     ``task`` given with a run or checkpoint overrides the run's task id (its overrides stay).
     """
-    from agents.driver.checkpoints import CHECKPOINTS, POLICY, latest_checkpoint
-
     path = Path(spec) if spec else None
-    if path is not None and (path / "config.yaml").is_file():
+    if path is None or not path.is_dir() or not _is_run_or_checkpoint(path):
+        task = task or DEFAULT_TASK
+        model = spec or _task_model(task)
+        return PolicySource(model, model, None, task)
+    from agents.driver.checkpoints import POLICY, latest_checkpoint
+
+    if (path / "config.yaml").is_file():
         run_dir, checkpoint = path, latest_checkpoint(path)
         if checkpoint is None:
             raise FileNotFoundError(
                 f"the run folder {spec} has no checkpoint yet; train it first or give its "
                 "initial model"
             )
-    elif path is not None and path.parent.name == CHECKPOINTS and (path / POLICY).is_dir():
-        run_dir, checkpoint = path.parent.parent, path
     else:
-        task = task or DEFAULT_TASK
-        model = spec or _task_model(task)
-        return PolicySource(model, model, None, task)
+        run_dir, checkpoint = path.parent.parent, path
     config = _run_config(run_dir)
     return PolicySource(
         model=str(checkpoint / POLICY),
@@ -56,6 +56,14 @@ def resolve_policy(spec: str | None, task: str | None = None) -> PolicySource:
         checkpoint=checkpoint.name,
         task=task or config.task.id,
         task_overrides=dict(config.task.overrides),
+    )
+
+
+def _is_run_or_checkpoint(path: Path) -> bool:
+    """A run folder has ``config.yaml``; a checkpoint is ``<run>/checkpoints/<name>/policy``
+    (a plain model folder, saved with ``save_pretrained``, is neither)."""
+    return (path / "config.yaml").is_file() or (
+        path.parent.name == "checkpoints" and (path / "policy").is_dir()
     )
 
 

@@ -282,3 +282,57 @@ def test_agreement_between_labellers_by_hand():
     # eq. 45: (1 + 1) / (3 + 1)
     assert labeller_agreement(rows) == {"agreement": 0.5, "comparisons": 2, "pairs": 4}
     assert labeller_agreement(rows[5:])["agreement"] is None
+
+
+def test_report_command(tmp_path):
+    url = f"sqlite:///{tmp_path / 'labels.db'}"
+    store = JudgmentStore(url)
+    first, second = comparison("one", " a", " b"), comparison("two", " c", " d")
+    store.record(first, "ann", "ranked", [0, 1])
+    store.record(first, "bob", "ranked", [0, 1])
+    store.record(second, "ann", "tie")
+    store.record(second, "bob", "ranked", [1, 0])
+    result = CliRunner().invoke(main, ["label", "report", url])
+    assert result.exit_code == 0, result.output
+    assert "4 judgments" in result.output
+    assert "ann: 2 (ranked 1, tie 1)" in result.output
+    assert "agreement between labellers 0.500 on 2 comparisons (2 pairs of labellers)" in (
+        result.output
+    )
+    missing = CliRunner().invoke(main, ["label", "report", url, "--reward-model", "nowhere"])
+    assert missing.exit_code != 0 and "is not a trained reward model" in missing.output
+
+
+def test_a_run_folder_or_checkpoint_is_sampled_on_its_task(tmp_path):
+    from rlhf_env.data.models import load_causal_lm
+
+    run = tmp_path / "ppo_tiny"
+    run.mkdir()
+    (run / "config.yaml").write_text(
+        "algorithm: ppo\ntask:\n  id: rlhf_env/Tiny-v0\n  overrides:\n    max_new_tokens: 4\n"
+    )
+    for name in ("iter_000001", "iter_000002"):
+        load_causal_lm("tiny").save_pretrained(run / "checkpoints" / name / "policy")
+        (run / "checkpoints" / name / "driver.json").write_text('{"iteration": 1}')
+
+    last = resolve_policy(str(run))
+    assert (last.model, last.checkpoint, last.label) == (
+        str(run / "checkpoints" / "iter_000002" / "policy"),
+        "iter_000002",
+        str(run),
+    )
+    assert (last.task, last.task_overrides) == ("rlhf_env/Tiny-v0", {"max_new_tokens": 4})
+    assert resolve_policy(str(run / "checkpoints" / "iter_000001")).checkpoint == "iter_000001"
+    initial = resolve_policy(None, "rlhf_env/Tiny-v0")
+    assert (initial.model, initial.checkpoint) == ("tiny", None)
+
+    batch = ComparisonSampler(last, SamplingSettings(k=3, prompts_per_batch=2))()
+    assert batch and all(len(c.responses) == 3 for c in batch)
+    assert {(c.policy, c.checkpoint, c.task) for c in batch} == {
+        (str(run), "iter_000002", "rlhf_env/Tiny-v0")
+    }
+    assert batch[0].sampling["max_new_tokens"] == 4
+    (run / "checkpoints" / "iter_000001" / "driver.json").unlink()
+    (run / "checkpoints" / "iter_000002" / "driver.json").unlink()
+    with pytest.raises(FileNotFoundError, match="has no checkpoint yet"):
+        resolve_policy(str(run))
