@@ -16,6 +16,7 @@ t tie, b both bad, s skip, u undo.
 from __future__ import annotations
 
 import string
+import urllib.parse
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,7 @@ def create_app(
 
     def labeller_of(request: Request) -> str | None:
         try:
-            return check_labeller(request.cookies.get(LABELLER_COOKIE, ""))
+            return check_labeller(urllib.parse.unquote(request.cookies.get(LABELLER_COOKIE, "")))
         except JudgmentError:
             return None
 
@@ -142,7 +143,8 @@ def create_app(
         except JudgmentError as error:
             return page(request, "name.html", 400, error=str(error))
         response = home()
-        security.set_cookie(response, LABELLER_COOKIE, name)
+        # Percent-encoded: a cookie holds ASCII only; names need not be.
+        security.set_cookie(response, LABELLER_COOKIE, urllib.parse.quote(name, safe=""))
         return response
 
     @app.post("/judge")

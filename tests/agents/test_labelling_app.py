@@ -166,11 +166,15 @@ def test_untrusted_text_is_shown_as_text(page, serve, tmp_path):
     store = JudgmentStore(f"sqlite:///{tmp_path / 'labels.db'}")
     batch = [comparison("<b>bold?</b>", SCRIPT, IMAGE)]
     base = serve(create_app(ComparisonFeed(fixed_batches(batch), store), store))
-    sign_in(page, base, name="<i>eve</i>")
+    sign_in(page, base, name="<i>Zoë</i> 李")  # a name is any printable text, shown as text
     assert shown(page) == ("<b>bold?</b>", (SCRIPT, IMAGE))
-    assert "<i>eve</i>" in page.inner_text("#labeller")
+    assert "<i>Zoë</i> 李" in page.inner_text("#labeller")
     assert page.evaluate("window.pwned") is None
     assert page.locator(".text *, #labeller *").count() == 0
+    page.keyboard.press("2")
+    page.wait_for_selector("#waiting")  # nothing more to label
+    (row,) = store.judgments()
+    assert (row.labeller, row.responses, row.ranking) == ("<i>Zoë</i> 李", [SCRIPT, IMAGE], [1, 0])
 
 
 def test_the_access_token_is_required_when_set(page, serve, tmp_path):
