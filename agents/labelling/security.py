@@ -2,8 +2,8 @@
 names on it, CSRF tokens on every form, and response headers that forbid inline scripts.
 
 - Access token: when set (always, when serving on an interface other than loopback), a request
-  must carry it, as ``?token=...`` (the link given to labellers; the server then keeps it in a
-  cookie) or in that cookie; any other request gets 403.
+  must carry it, as ``?token=...`` (the link given to labellers: the server puts it in a cookie
+  and redirects to the same page without it) or in that cookie; any other request gets 403.
 - Allowed hosts: on loopback without a token, the ``Host`` header must be a loopback name, so a
   web page cannot reach the server through DNS rebinding.
 - CSRF: each browser gets a random session cookie; every form carries
@@ -20,9 +20,10 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
+from urllib.parse import urlencode
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 
 TOKEN_COOKIE, SESSION_COOKIE = "label_token", "label_session"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -79,8 +80,12 @@ async def check_access(request: Request, call_next, token: str | None) -> Respon
                 status_code=403,
                 headers=HEADERS,
             )
-    response = await call_next(request)
-    if token is not None and from_query:
+    if from_query and request.method == "GET":
+        # Keep the token in a cookie and take it out of the address bar (and history).
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+        response = RedirectResponse(str(request.url.replace(query=urlencode(query))), 303)
         set_cookie(response, TOKEN_COOKIE, token)
+    else:
+        response = await call_next(request)
     response.headers.update(HEADERS)
     return response

@@ -186,6 +186,7 @@ def test_the_access_token_is_required_when_set(page, serve, tmp_path):
     assert page.goto(base + "/?token=wrong").status == 403
     assert page.goto(base + "/static/label.js").status == 403
     assert page.goto(base + "/?token=s3cret").status == 200
+    assert page.url == base + "/"  # the token left the address bar for a cookie
     assert page.goto(base + "/").status == 200  # the link's token is kept in a cookie
     sign_in(page, base)
     # A POST with the token cookie but without the form's CSRF token is refused.
