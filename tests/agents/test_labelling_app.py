@@ -341,3 +341,37 @@ def test_a_run_folder_or_checkpoint_is_sampled_on_its_task(tmp_path):
     (run / "checkpoints" / "iter_000002" / "driver.json").unlink()
     with pytest.raises(FileNotFoundError, match="has no checkpoint yet"):
         resolve_policy(str(run))
+
+
+def test_serving_off_loopback_generates_and_requires_a_token(tmp_path):
+    """`rlhf-env label serve --host 0.0.0.0` prints a link with a fresh token; requests without
+    it get 403, with it the app."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [str(Path(sys.executable).parent / "rlhf-env"), "label", "serve", "--policy", "tiny"]
+    command += ["--task", "rlhf_env/Tiny-v0", "--host", "0.0.0.0", "--port", str(port)]
+    command += ["--db", f"sqlite:///{tmp_path / 'labels.db'}"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        link = next(line for line in server.stdout if line.startswith("open "))[5:].strip()
+        assert "?token=" in link and len(link.split("?token=")[1]) >= 32
+        base = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                refused = httpx.get(base)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.2)
+        assert refused.status_code == 403
+        token = link.split("?token=")[1]
+        assert httpx.get(base, params={"token": token}, follow_redirects=True).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
