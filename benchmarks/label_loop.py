@@ -29,6 +29,7 @@ import json
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -134,6 +135,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="Tiny task and models (seconds).")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
+    # Stopped with SIGTERM, still stop the labelling server (the `finally` of label()).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.setup = TINY if args.tiny else SENTIMENT
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,7 @@ def serve(
     link = f"http://{'localhost' if is_loopback(host) else host}:{port}/"
     click.echo(f"labelling {source.label} into {db}; {store.count()} judgments so far")
     click.echo(f"open {link}" + (f"?token={token}" if token else ""))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
 
 
 @label.command()

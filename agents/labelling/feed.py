@@ -57,11 +57,13 @@ class ComparisonFeed:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sampling. A batch still being sampled after ``timeout`` seconds is abandoned
+        (the thread is a daemon: it ends with the process), so stopping the server is quick."""
         with self._changed:
             self._stopping = True
             self._changed.notify_all()
-        self._thread.join()
+        self._thread.join(timeout)
 
     @property
     def ready_count(self) -> int:

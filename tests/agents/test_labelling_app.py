@@ -258,6 +258,22 @@ def test_each_comparison_goes_to_the_labellers_it_needs(tmp_path):
         restarted.stop()
 
 
+def test_stopping_does_not_wait_for_a_batch_being_sampled(tmp_path):
+    store = JudgmentStore(f"sqlite:///{tmp_path / 'labels.db'}")
+    started = threading.Event()
+
+    def slow() -> list[Comparison]:
+        started.set()
+        time.sleep(30)
+        return []
+
+    feed = ComparisonFeed(slow, store).start()
+    assert started.wait(10)
+    begin = time.monotonic()
+    feed.stop(timeout=0.5)
+    assert time.monotonic() - begin < 5
+
+
 def judgment(uid: str, labeller: str, choice: str, ranking=None) -> Judgment:
     return Judgment(
         comparison=uid,
