@@ -36,7 +36,7 @@ def comparison(prompt: str = "the film was", *responses: str) -> Comparison:
 
 @pytest.fixture
 def url(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'labels.db'}"
+    return f"sqlite:///{tmp_path / 'runs' / 'labels.db'}"  # runs/ is created
 
 
 def test_a_judgment_is_committed_when_recorded(url):
@@ -159,7 +159,11 @@ def test_the_held_out_split_is_every_tenth_comparison(url):
     assert len(train) == 20 and not {r["prompt"] for r in train} & {r["prompt"] for r in test}
 
 
-def test_an_empty_database_is_a_clear_error(url):
+def test_an_empty_or_missing_database_is_a_clear_error(url, tmp_path):
+    missing = f"sqlite:///{tmp_path / 'typo.db'}"
+    with pytest.raises(FileNotFoundError, match="no judgments database at"):
+        load_preferences(missing)
+    assert not (tmp_path / "typo.db").exists()
     JudgmentStore(url).record(comparison(), "ann", "skip")
     with pytest.raises(JudgmentError, match="no ranked judgments yet"):
         load_preferences(url)

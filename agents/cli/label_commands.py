@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-DEFAULT_DB = "sqlite:///labels.db"
+DEFAULT_DB = "sqlite:///runs/labels.db"
 
 
 @click.group()
@@ -127,7 +127,7 @@ def report(db: str, reward_model: str | None, since: str | None) -> None:
     from agents.labelling.report import choices_by_labeller, fresh_accuracy, labeller_agreement
     from rlhf_env.data.judgments import JudgmentStore
 
-    judgments = JudgmentStore(db).judgments()
+    judgments = JudgmentStore(db, create=False).judgments()
     click.echo(f"{len(judgments)} judgments in {db}")
     for labeller, counts in sorted(choices_by_labeller(judgments).items()):
         shares = ", ".join(f"{choice} {n}" for choice, n in sorted(counts.items()))

@@ -20,7 +20,7 @@ class RMDataConfig:
         "Preferences: 'movie-reviews' (sentiment pairs of Pang & Lee sentences) or a "
         ".jsonl/.json/.csv/.parquet file of {prompt, chosen, rejected} or "
         "{prompt, responses: [best, ..., worst]} rows, or the database URL of `rlhf-env label` "
-        "(sqlite:///labels.db).",
+        "(sqlite:///runs/labels.db).",
     )
     test_source: Optional[str] = _f(
         None,

@@ -3,7 +3,7 @@
 One row per judgment: the prompt, the responses shown (in the order shown), the policy and
 checkpoint that sampled them with the sampling settings, the labeller, the choice and the time.
 A judgment is committed when it is made, so killing the labelling server loses nothing already
-clicked. The database is any SQLAlchemy URL: SQLite by default (``sqlite:///labels.db``, in WAL
+clicked. The database is any SQLAlchemy URL: SQLite by default (``sqlite:///runs/labels.db``, in WAL
 mode so readers, e.g. a training run, never block the labelling server), or a shared server
 (``postgresql://...``).
 
@@ -12,7 +12,7 @@ means the first is better), ``tie``, ``both_bad`` and ``skip``. Only ranked judg
 preferences; :func:`preference_rows` turns them into the rows of
 :mod:`rlhf_env.data.preferences` (``{prompt, chosen, rejected}`` for a pair, ``{prompt,
 responses: [best, ..., worst]}`` for K > 2), and :func:`load_database_preferences` is what
-``load_preferences("sqlite:///labels.db")`` reads. Its held-out split is every 10th
+``load_preferences("sqlite:///runs/labels.db")`` reads. Its held-out split is every 10th
 *comparison*, so the judgments of several labellers on one comparison never straddle the split.
 """
 
@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Integer, String, Text, create_engine, event, func, select
@@ -96,7 +97,7 @@ class Judgment(_Base):
 
 
 def is_database_url(source: Any) -> bool:
-    """Whether ``source`` is a SQLAlchemy database URL (``sqlite:///labels.db``, ...)."""
+    """Whether ``source`` is a SQLAlchemy database URL (``sqlite:///runs/labels.db``, ...)."""
     if not isinstance(source, str) or not _URL.match(source):
         return False
     try:
@@ -120,13 +121,23 @@ def check_ranking(ranking: Sequence[int], k: int) -> list[int]:
 class JudgmentStore:
     """The judgments of one database (any SQLAlchemy URL; SQLite files in WAL mode)."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, create: bool = True):
+        """``create=False`` (readers) refuses a SQLite file that does not exist yet instead of
+        creating an empty database there."""
         if not is_database_url(url):
             raise JudgmentError(
-                f"{url!r} is not a database URL; give e.g. sqlite:///labels.db or "
+                f"{url!r} is not a database URL; give e.g. sqlite:///runs/labels.db or "
                 "postgresql://user@host/db"
             )
         self.url = url
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if not create and not Path(parsed.database).is_file():
+                raise FileNotFoundError(
+                    f"no judgments database at {parsed.database} ({url}); label into it with "
+                    "`rlhf-env label serve --db URL`"
+                )
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # runs/, fresh clone
         self.engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -249,7 +260,7 @@ def load_database_preferences(url: str, split: str = "all") -> list[dict[str, An
     """The preference rows of a database's ranked judgments; ``"test"`` is every 10th
     comparison (in the order first judged), ``"train"`` the others."""
     check_split(split)
-    rows = preference_rows(JudgmentStore(url).judgments())
+    rows = preference_rows(JudgmentStore(url, create=False).judgments())
     if not rows:
         raise JudgmentError(
             f"{url} holds no ranked judgments yet; label some with `rlhf-env label serve`"

