@@ -40,6 +40,7 @@ from agents.core import metric_names as M
 from agents.core.assets import receive_assets_from_driver
 from agents.core.columns import ACTION_LOGP, REF_LOGP
 from agents.core.lora import AdaptersOff, is_lora, merged_copy, merged_state_dict
+from rlhf_env.policy.rollout import group_reset_options
 from rlhf_env.policy.sampler import LMSampler
 
 
@@ -200,18 +201,11 @@ class LLMEnvRunner(SingleAgentEnvRunner):
 
     def _group_prompts(self, seed: int | None) -> dict | None:
         """Reset options giving each group of ``group_size`` environments one shared prompt."""
-        k = self.group_size
-        if k == 1:
+        if self.group_size == 1:
             return None
-        if self.num_envs % k:
-            raise ValueError(
-                f"num_envs_per_env_runner ({self.num_envs}) must be a multiple of "
-                f"the group size ({k})"
-            )
-        picks = np.random.default_rng(seed).integers(
-            len(self.env.unwrapped.prompts), size=self.num_envs // k
+        return group_reset_options(
+            len(self.env.unwrapped.prompts), self.num_envs, self.group_size, seed
         )
-        return {"prompt_indices": [int(i) for i in picks for _ in range(k)]}
 
     def _start_episode(self, observations, row: int) -> SingleAgentEpisode:
         episode = SingleAgentEpisode(

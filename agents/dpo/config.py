@@ -66,7 +66,8 @@ class OnlineDPOSettings(DPOSettings):
 class OfflineDPOSettings(DPOSettings):
     dataset: str = _f(
         "movie-reviews",
-        "Preference data: a JSONL/CSV/parquet file of pairwise or ranked rows, or movie-reviews.",
+        "Preference data: a JSONL/CSV/parquet file of pairwise or ranked rows, movie-reviews, "
+        "or the database URL of `rlhf-env label` (sqlite:///runs/labels.db).",
     )
     pairs_per_iteration: int = _f(32, "Pairs read from the table per iteration.")
     max_pairs: int = _f(0, "Train on the first N pairs after shuffling (0: all).")
