@@ -24,7 +24,9 @@ sampled under, its summed KL, its completion text and its reward components' wei
 iteration's episodes (score, KL, tokens, episodes, each reward component), which the driver
 turns into exact means over all runners. Prompts and tokens are drawn from seeds derived from
 ``(config.seed, worker index, training iteration, call)``, so a run resumed from a checkpoint
-samples exactly what the uninterrupted run would have.
+samples exactly what the uninterrupted run would have. In a multi-turn task each step also
+records how many tokens the environment appended after the action (``ENV_TOKENS``), which
+:mod:`agents.core.episode_rows` turns into the rows' loss mask.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 import rlhf_env  # noqa: F401  (registers the tasks in this worker process)
 from agents.core import metric_names as M
 from agents.core.assets import receive_assets_from_driver
-from agents.core.columns import ACTION_LOGP, REF_LOGP
+from agents.core.columns import ACTION_LOGP, ENV_TOKENS, REF_LOGP
 from agents.core.lora import AdaptersOff, is_lora, merged_copy, merged_state_dict
 from rlhf_env.policy.sampler import LMSampler
 
@@ -176,6 +178,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                     extra_model_outputs={
                         ACTION_LOGP: np.float32(action.logprob),
                         REF_LOGP: np.float32(infos["ref_logprob"][row]),
+                        ENV_TOKENS: np.int64(infos["env_tokens"][row]),
                     },
                 )
                 if episode.is_done:

@@ -133,6 +133,7 @@ class TextGenEnv(gym.Env):
             "logprob_supplied": bool(result.logprob_supplied[0]),
             "kl": float(result.kl[0]),
             "kl_coef": self.kl_coef,
+            "env_tokens": int(result.env_tokens[0]),
         }
         if result.finished:
             info.update(self.batch.final_info(0))
