@@ -71,7 +71,9 @@ def test_environment_tokens_are_observed_not_acted_and_carry_no_reward_or_kl():
     stream = [*ids("good"), EOS, *ids("too short"), *ids("good fun"), EOS]
     assert valid(observation) == prompt + stream  # token in, token out
     final = infos[-1]
-    assert final["agent_mask"].tolist() == [True, True, False, False, True, True, True]
+    assert final["agent_mask"].tolist() == [True, True, False, False, True, True, True] + [
+        False
+    ] * (24 - 7)  # max_new_tokens wide
     assert final["response_length"] == 5  # the agent's tokens only
     # One KL term and one reward per agent token (eq. 44); the score (eq. 45) is 1 − 0.1·(2 − 1).
     kls = [lp + log_v for lp in sampled]
@@ -116,7 +118,7 @@ def test_max_turns_ends_the_game_and_a_reply_that_does_not_fit_truncates():
     env.step(ids("good")[0])
     observation, _, terminated, truncated, info = env.step(EOS)
     assert truncated and not terminated and info["env_tokens"] == 0
-    assert info["agent_mask"].tolist() == [True, True]
+    assert info["agent_mask"].tolist() == [True, True, False]
     assert valid(observation)[-2:] == [*ids("good"), EOS]
 
 

@@ -268,10 +268,19 @@ class EpisodeBatch:
             "episode_kl": float(sum(episode.kls)),
             "episode_return": float(sum(episode.rewards)),
             "response_length": len(episode.tokens),
-            "agent_mask": np.array(episode.agent_mask, bool),
+            "agent_mask": self.agent_mask(row),
             "prompt": episode.prompt,
             "completion": episode.completion,
         }
+
+    def agent_mask(self, row: int) -> np.ndarray:
+        """[max_new_tokens] bool: True at the agent's tokens of the row's response stream (the
+        observation's columns after the prompt), False at a multi-turn environment's tokens and
+        after the stream's end; one shape for every episode, as vector infos need."""
+        episode = self.episodes[row]
+        mask = np.zeros(self.max_new_tokens, bool)
+        mask[: len(episode.agent_mask)] = episode.agent_mask
+        return mask
 
     def render(self, row: int) -> str:
         """Prompt, response tokens with their reward and KL (the environment's multi-turn

@@ -57,7 +57,7 @@ class TaskSpec:
     max_turns: int = 1
     """Multi-turn: the agent's turns after which the episode ends."""
     turn_end: tuple = ()
-    """Multi-turn: strings (one token each, e.g. ``"\n"``) that end a turn, besides EOS."""
+    """Multi-turn: strings (one token each, e.g. ``"\\n"``) that end a turn, besides EOS."""
     reply_template: str = "{reply}"
     """Multi-turn: how the partner's reply text is written into the stream, around ``{reply}``."""
 
