@@ -123,7 +123,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         return VLLMSampler(
             self._engine,
             self.num_envs,
-            stop_ids=batch.eos_ids,
+            stop_ids=batch.stop_ids,
             max_new_tokens=batch.max_new_tokens,
             seed=seed,
         )
