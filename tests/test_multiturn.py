@@ -84,6 +84,7 @@ def test_environment_tokens_are_observed_not_acted_and_carry_no_reward_or_kl():
     assert final["score"] == pytest.approx(0.9)
     assert final["episode_kl"] == pytest.approx(sum(kls), abs=1e-4)
     assert final["completion"] == "good too short good fun"
+    assert final["agent_completion"] == "good good fun"  # what the guard measures
     text = env.render()
     assert text.count(" env\n") == 2 and text.count("  reward ") == 5
 

@@ -187,7 +187,8 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                         group=(seed, row // self.group_size),
                         kl_coef=self._kl_coef,
                         kl=float(infos["episode_kl"][row]),
-                        completion=str(infos["completion"][row]),
+                        # the agent's own text, what the guard measures (eqs. 39-40)
+                        completion=str(infos["agent_completion"][row]),
                         contributions=self._contributions(infos, row),
                     )
                     self._log_llm_episode(infos, row)

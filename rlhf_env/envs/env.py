@@ -77,8 +77,9 @@ class TextGenEnv(gym.Env):
     environment appended after this action; 0 otherwise). At the episode's end also: ``score``
     (the weighted plugin score), ``reward_components`` (each plugin's unweighted score by name),
     ``episode_kl``, ``episode_return``, ``response_length`` (the agent's tokens), ``agent_mask``
-    (``max_new_tokens`` booleans: True at the agent's tokens of the response stream), ``prompt``
-    and ``completion`` (the whole stream's text, the environment's turns included).
+    (``max_new_tokens`` booleans: True at the agent's tokens of the response stream), ``prompt``,
+    ``completion`` (the whole stream's text, the environment's turns included) and
+    ``agent_completion`` (the agent's tokens' text alone; the completion, single-turn).
 
     ## Multi-turn episodes
 

@@ -271,6 +271,7 @@ class EpisodeBatch:
             "agent_mask": self.agent_mask(row),
             "prompt": episode.prompt,
             "completion": episode.completion,
+            "agent_completion": self.tokenizer.decode(episode.tokens, skip_special_tokens=True),
         }
 
     def agent_mask(self, row: int) -> np.ndarray:

@@ -167,3 +167,10 @@ def test_sampler_and_learner_agree_on_multi_turn_rows(tiny_config, build_algo):
     logprobs = torch.log_softmax(logits, -1).gather(-1, rows[ACTIONS][..., None])[..., 0]
     mask = rows[LOSS_MASK]
     torch.testing.assert_close(logprobs[mask], rows[ACTION_LOGP][mask], rtol=0, atol=1e-5)
+
+
+def test_online_dpo_refuses_multi_turn_episodes():
+    from agents.dpo.connector import PreferencePairConnector
+
+    with pytest.raises(ValueError, match="train it with PPO or GRPO"):
+        PreferencePairConnector()(rl_module=None, batch={}, episodes=[episode(MULTI_TURN)])
