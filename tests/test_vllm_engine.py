@@ -139,7 +139,8 @@ def test_weight_sync_is_verified_and_a_corrupted_sync_is_reported(engine, policy
     assert engine.sync(policy) < 1e-4  # a good sync repairs it
 
 
-def test_ppo_end_to_end_with_the_vllm_engine(tmp_path):
+@pytest.mark.parametrize("task", ["rlhf_env/Tiny-v0", "rlhf_env/TinyGuess-v0"])
+def test_ppo_end_to_end_with_the_vllm_engine(tmp_path, task):
     from agents.core.config import load_config
     from agents.driver.loop import init_ray, train
 
@@ -150,6 +151,7 @@ def test_ppo_end_to_end_with_the_vllm_engine(tmp_path):
             f"run.output_dir={tmp_path}",
             "run.wandb=disabled",
             "engine=vllm",
+            f"task.id={task}",  # TinyGuess-v0: multi-turn, one engine call per turn
             f"task.overrides.model={MODEL}",
             "run.iterations=3",
             "run.checkpoint_every=3",
