@@ -10,7 +10,13 @@ from rlhf_env.data.errors import MissingAssetError
 REGISTERED = sorted(env_id for env_id in gym.registry if env_id.startswith("rlhf_env/"))
 
 # The tasks the README documents (its table of tasks).
-DOCUMENTED = ["rlhf_env/Sentiment-v0", "rlhf_env/TextGen-v0", "rlhf_env/Tiny-v0"]
+DOCUMENTED = [
+    "rlhf_env/GuessNumber-v0",
+    "rlhf_env/Sentiment-v0",
+    "rlhf_env/TextGen-v0",
+    "rlhf_env/Tiny-v0",
+    "rlhf_env/TinyGuess-v0",
+]
 
 
 def test_registry_holds_the_documented_tasks():

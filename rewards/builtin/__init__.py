@@ -5,10 +5,11 @@
   (:mod:`.embedding`);
 - ``length``, ``keyword``, ``regex`` (also the format rule, with ``fullmatch=True``) and
   ``repetition_penalty``, a guard against reward hacking (:mod:`.rules`).
+- ``guess_number``: the outcome of the guess-the-number game (:mod:`.games`).
 - ``reward_model``: a reward model trained on preferences (:mod:`.learned`,
   :mod:`rewards.reward_model`).
 
 None of them imports torch or transformers until it is first called.
 """
 
-from rewards.builtin import embedding, learned, rules, sentiment  # noqa: F401  (registers the rewards)
+from rewards.builtin import embedding, games, learned, rules, sentiment  # noqa: F401  (registers the rewards)

@@ -5,6 +5,8 @@ A source is one of:
   default); the rest of each sentence and its polarity label come along as extra columns;
 - ``"fortunes"``: first lines of the BSD fortune-cookie file (prepared offline default);
 - ``"tiny"``: a handful of prompts over the tiny task's vocabulary;
+- ``"guess-number"``, ``"tiny-guess"``: the opening of a guess-the-number game (the multi-turn
+  tasks of :mod:`rlhf_env.envs.guess_number`), with the secret ``target`` as a column;
 - a local ``.jsonl``/``.json``/``.csv``/``.parquet``/``.txt`` file, read with ``datasets``;
 - a ``datasets.Dataset`` or a hub dataset name (``"imdb"``; needs a network);
 - a list of strings (used whole: the split does not apply).
@@ -18,8 +20,16 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from rlhf_env.data.assets import asset_path
 from rlhf_env.data.tables import DataFileError, check_split, held_out, load_split
+
+GUESS_NUMBER_TEXT = (
+    "Let's play a game. I am thinking of a whole number from {low} to {high}. Guess it: write "
+    "one number on a line, and I will answer higher, lower or correct.\nGuess:"
+)
+TINY_GUESS_TEXT = "you and i"  # tiny words; a guess is the word count of a turn
 
 TINY_PROMPTS = (
     "this movie was",
@@ -58,6 +68,10 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
         return _split(_fortune_openings(), split)
     if source == "tiny":
         return PromptSet(list(TINY_PROMPTS))
+    if source == "guess-number":
+        return _split(guess_number_prompts(GUESS_NUMBER_TEXT, 1, 10), split)
+    if source == "tiny-guess":
+        return _split(guess_number_prompts(TINY_GUESS_TEXT, 1, 3), split)
     dataset = load_split(source, split, what="prompt file", allow_hub=True)
     column = (
         field
@@ -71,6 +85,15 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
         )
     columns = {name: dataset[name] for name in dataset.column_names if name != column}
     return PromptSet([str(t) for t in dataset[column]], columns)
+
+
+def guess_number_prompts(
+    text: str, low: int, high: int, count: int = 500, seed: int = 0
+) -> PromptSet:
+    """``count`` openings of a guess-the-number game, each with a secret ``target`` drawn
+    uniformly from ``[low, high]`` with ``seed`` (the same prompts on every machine)."""
+    targets = np.random.default_rng(seed).integers(low, high + 1, size=count)
+    return PromptSet([text.format(low=low, high=high)] * count, {"target": targets.tolist()})
 
 
 def _split(prompts: PromptSet, split: str) -> PromptSet:

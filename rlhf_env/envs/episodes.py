@@ -4,7 +4,9 @@ Each row holds one episode: a prompt, the response so far, and per token the sam
 the reference log-prob, the KL estimate and the reward of docs/formulation.md eqs. 1-2. The
 reference model is evaluated incrementally for all rows at once
 (:class:`~rlhf_env.data.kv_cache.BatchedKVModel`), and the reward plugins are called once per
-step with every episode that ended at that step.
+step with every episode that ended at that step. With :class:`~rlhf_env.envs.turns.Turns`,
+episodes are multi-turn: a turn's end hands over to the partner, whose reply tokens are
+appended to the response stream (and to the reference's cache) without being actions.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 from rlhf_env.data.kv_cache import BatchedKVModel
 from rlhf_env.envs.actions import validate_action
 from rlhf_env.envs.kl import KL_ESTIMATORS, kl_estimate, token_reward
+from rlhf_env.envs.turns import Turns
 
 
 @dataclass
@@ -27,7 +30,10 @@ class Episode:
     prompt: str
     prompt_ids: list[int]
     extras: dict = field(default_factory=dict)
-    tokens: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # the agent's tokens (the actions)
+    stream: list[int] = field(default_factory=list)  # the response: agent and environment tokens
+    agent_mask: list[bool] = field(default_factory=list)  # True where ``stream`` has an action
+    turn_start: int = 0  # index in ``tokens`` where the agent's current turn began
     logprobs: list[float] = field(default_factory=list)
     ref_logprobs: list[float] = field(default_factory=list)
     kls: list[float] = field(default_factory=list)
@@ -48,6 +54,7 @@ class StepResult:
     logprob: np.ndarray
     logprob_supplied: np.ndarray
     kl: np.ndarray
+    env_tokens: np.ndarray  # how many environment tokens followed the row's action
     finished: list[int]
 
 
@@ -66,6 +73,7 @@ class EpisodeBatch:
         max_new_tokens: int,
         kl_coef: float,
         kl_estimator: str,
+        turns: Turns | None = None,
     ):
         if kl_estimator not in KL_ESTIMATORS:
             raise ValueError(
@@ -83,6 +91,7 @@ class EpisodeBatch:
         self.max_new_tokens = max_new_tokens
         self.kl_coef = kl_coef
         self.kl_estimator = kl_estimator
+        self.turns = turns
         self.eos_ids = _eos_ids(tokenizer, reference)
         self.pad_id = tokenizer.pad_token_id or 0
         width = max_prompt_tokens + max_new_tokens
@@ -135,7 +144,9 @@ class EpisodeBatch:
         if self.reference is not None:
             self.reference.reset_rows(rows, ids)
         for row, text, prompt_ids, extra in zip(rows, prompts, ids, extras):
-            self.episodes[row] = Episode(text, prompt_ids, extra)
+            self.episodes[row] = Episode(text, prompt_ids, dict(extra))
+            if self.turns is not None:
+                self.turns.start(self.episodes[row].extras)
             self.input_ids[row] = self.pad_id
             self.attention_mask[row] = 0
             self.input_ids[row, : len(prompt_ids)] = prompt_ids
@@ -152,9 +163,11 @@ class EpisodeBatch:
             logprob=np.zeros(n, np.float32),
             logprob_supplied=np.zeros(n, bool),
             kl=np.zeros(n, np.float32),
+            env_tokens=np.zeros(n, np.int64),
             finished=[],
         )
         checked = [validate_action(a, self.vocab_size) for a in actions]
+        runs: list[list[int]] = [[] for _ in range(n)]  # what each row feeds the reference
         tokens = torch.tensor([token for token, _ in checked])
         ref_logprobs = (
             self.reference.log_probs(tokens).tolist() if self.reference is not None else [None] * n
@@ -174,13 +187,14 @@ class EpisodeBatch:
             episode.ref_logprobs.append(ref_logprob)
             episode.kls.append(kl)
             episode.rewards.append(reward)
-            position = len(episode.prompt_ids) + len(episode.tokens) - 1
-            self.input_ids[row, position] = token
-            self.attention_mask[row, position] = 1
-            result.terminated[row] = token in self.eos_ids
-            result.truncated[row] = not result.terminated[row] and (
-                len(episode.tokens) >= self.max_new_tokens
-            )
+            inserted, result.terminated[row], result.truncated[row] = self._advance(episode, token)
+            start = len(episode.prompt_ids) + len(episode.stream)
+            episode.stream += [token, *inserted]
+            episode.agent_mask += [True] + [False] * len(inserted)
+            self.input_ids[row, start : start + 1 + len(inserted)] = [token, *inserted]
+            self.attention_mask[row, start : start + 1 + len(inserted)] = 1
+            runs[row] = [token, *inserted]
+            result.env_tokens[row] = len(inserted)
             result.rewards[row] = reward
             result.ref_logprob[row] = ref_logprob
             result.logprob[row] = logprob
@@ -189,10 +203,35 @@ class EpisodeBatch:
         ended = result.terminated | result.truncated
         continuing = active & ~ended
         if continuing.any() and self.reference is not None:
-            self.reference.append(tokens, torch.from_numpy(continuing))
+            self.reference.extend([run if continuing[row] else [] for row, run in enumerate(runs)])
         result.finished = [int(row) for row in np.flatnonzero(active & ended)]
         self._score(result)
         return result
+
+    @property
+    def stop_ids(self) -> set[int]:
+        """Tokens after which the agent stops generating: EOS, and the task's turn ends."""
+        return self.eos_ids | (self.turns.end_ids if self.turns is not None else set())
+
+    def _advance(self, episode: Episode, token: int) -> tuple[list[int], bool, bool]:
+        """After the agent's ``token``: (environment tokens to append, terminated, truncated).
+
+        Single-turn, EOS terminates. Multi-turn, an end-of-turn token hands over to the
+        partner, which ends the episode or replies. Either way the episode is truncated when
+        the response stream (with the reply) leaves the agent no room for another token."""
+        inserted: list[int] = []
+        if self.turns is None:
+            terminated = token in self.eos_ids
+        elif token in self.stop_ids:
+            turn = episode.tokens[episode.turn_start :]
+            episode.turn_start = len(episode.tokens)
+            inserted, terminated = self.turns.end_turn(turn, episode.extras)
+        else:
+            terminated = False
+        truncated = not terminated and (
+            len(episode.stream) + 1 + len(inserted) >= self.max_new_tokens
+        )
+        return ([] if truncated else inserted), terminated, truncated
 
     def _score(self, result: StepResult) -> None:
         """Score every episode that ended this step in one reward call; add it to its last token."""
@@ -200,7 +239,7 @@ class EpisodeBatch:
             return
         episodes = [self.episodes[row] for row in result.finished]
         for episode in episodes:
-            episode.completion = self.tokenizer.decode(episode.tokens, skip_special_tokens=True)
+            episode.completion = self.tokenizer.decode(episode.stream, skip_special_tokens=True)
         shared = set.intersection(*(set(e.extras) for e in episodes))
         columns = {name: [e.extras[name] for e in episodes] for name in sorted(shared)}
         totals, components = self.reward.score(
@@ -229,19 +268,36 @@ class EpisodeBatch:
             "episode_kl": float(sum(episode.kls)),
             "episode_return": float(sum(episode.rewards)),
             "response_length": len(episode.tokens),
+            "agent_mask": self.agent_mask(row),
             "prompt": episode.prompt,
             "completion": episode.completion,
+            "agent_completion": self.tokenizer.decode(episode.tokens, skip_special_tokens=True),
         }
 
+    def agent_mask(self, row: int) -> np.ndarray:
+        """[max_new_tokens] bool: True at the agent's tokens of the row's response stream (the
+        observation's columns after the prompt), False at a multi-turn environment's tokens and
+        after the stream's end; one shape for every episode, as vector infos need."""
+        episode = self.episodes[row]
+        mask = np.zeros(self.max_new_tokens, bool)
+        mask[: len(episode.agent_mask)] = episode.agent_mask
+        return mask
+
     def render(self, row: int) -> str:
-        """Prompt, response tokens with their reward and KL, and the score (``ansi`` mode)."""
+        """Prompt, response tokens with their reward and KL (the environment's multi-turn
+        tokens marked ``env``), and the score (``ansi`` mode)."""
         episode = self.episodes[row]
         if episode is None:
             return ""
         lines = [f"prompt: {episode.prompt}"]
-        for token, reward, kl in zip(episode.tokens, episode.rewards, episode.kls):
-            piece = self.tokenizer.decode([token])
-            lines.append(f"  {piece!r:>20}  reward {reward:+.4f}  kl {kl:+.4f}")
+        terms = iter(zip(episode.rewards, episode.kls))
+        for token, by_agent in zip(episode.stream, episode.agent_mask):
+            piece = f"{self.tokenizer.decode([token])!r:>20}"
+            if by_agent:
+                reward, kl = next(terms)
+                lines.append(f"  {piece}  reward {reward:+.4f}  kl {kl:+.4f}")
+            else:
+                lines.append(f"  {piece}  env")
         if episode.score is not None:
             lines.append(
                 f"score: {episode.score:+.4f}  components: {episode.components}  "
