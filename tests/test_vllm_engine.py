@@ -34,8 +34,9 @@ def engine(policy, tmp_path_factory):
     engine = VLLMEngine(
         policy,
         load_tokenizer(MODEL),
-        max_model_len=64,
+        max_model_len=128,
         max_num_seqs=8,
+        block_size=32,  # small blocks, so that short multi-turn streams hit the prefix cache
         kv_cache_bytes=32 * 2**20,
         folder=tmp_path_factory.mktemp("engine"),
     )
@@ -80,6 +81,51 @@ def test_sampler_steps_the_environment_with_the_engine(engine, policy):
     assert np.abs(infos["episode_kl"][done]).max() < 1e-3
 
 
+def test_next_turn_extends_the_prefix_cache_and_matches_a_full_recompute(engine, policy):
+    """Multi-turn: the stream of turn 1 plus the environment's reply is the prompt of turn 2;
+    the engine reuses the cached blocks of the stream (it does not re-encode them) and its
+    log-probs equal a full forward of the policy over the whole stream."""
+    engine.load_weights({k: v.detach() for k, v in policy.state_dict().items()})  # fresh cache
+    prompt = np.random.default_rng(0).integers(3, 60, size=40).tolist()
+    [(turn, _)] = engine.generate([prompt], [1], max_tokens=6, stop_ids={1})
+    stream = prompt + turn + [20, 21, 22]  # the environment's reply
+    [(tokens, logprobs)] = engine.generate([stream], [2], max_tokens=8, stop_ids={1})
+    assert engine.cached_tokens == [32]  # the first full block of the prompt, not re-encoded
+    expected = policy_logprobs(policy, stream + tokens)[len(stream) - 1 :]
+    np.testing.assert_allclose(logprobs, expected, atol=1e-4)
+
+
+def test_sampler_plays_multi_turn_episodes_with_the_engine(engine, policy):
+    from rlhf_env.data.tiny import TINY_WORDS
+
+    envs = gym.make_vec(
+        "rlhf_env/TinyGuess-v0",
+        num_envs=4,
+        vectorization_mode="vector_entry_point",
+        model=MODEL,
+        turn_end=TINY_WORDS[:20],  # short turns: many of the environment's replies
+        kl_coef=0.1,
+    )
+    batch = envs.unwrapped.batch
+    sampler = VLLMSampler(
+        engine, 4, stop_ids=batch.stop_ids, max_new_tokens=batch.max_new_tokens, seed=0
+    )
+    observation, _ = envs.reset(seed=0)
+    done = np.zeros(4, dtype=bool)
+    inserted, kls = 0, []
+    while not done.all():
+        actions = sampler.act(observation)
+        observation, _, terminated, truncated, infos = envs.step(actions)
+        inserted += int(infos["env_tokens"][~done].sum())
+        ended = (terminated | truncated) & ~done
+        kls += [float(infos["episode_kl"][row]) for row in np.flatnonzero(ended)]
+        done |= ended
+    assert inserted > 0
+    # The policy is the reference: the engine's log-probs of every turn, after the inserted
+    # replies, match the reference's on the environment's extended cache.
+    assert np.abs(kls).max() < 1e-3
+
+
 def test_weight_sync_is_verified_and_a_corrupted_sync_is_reported(engine, policy):
     trained = load_causal_lm(MODEL)
     with torch.no_grad():
@@ -93,7 +139,8 @@ def test_weight_sync_is_verified_and_a_corrupted_sync_is_reported(engine, policy
     assert engine.sync(policy) < 1e-4  # a good sync repairs it
 
 
-def test_ppo_end_to_end_with_the_vllm_engine(tmp_path):
+@pytest.mark.parametrize("task", ["rlhf_env/Tiny-v0", "rlhf_env/TinyGuess-v0"])
+def test_ppo_end_to_end_with_the_vllm_engine(tmp_path, task):
     from agents.core.config import load_config
     from agents.driver.loop import init_ray, train
 
@@ -104,6 +151,7 @@ def test_ppo_end_to_end_with_the_vllm_engine(tmp_path):
             f"run.output_dir={tmp_path}",
             "run.wandb=disabled",
             "engine=vllm",
+            f"task.id={task}",  # TinyGuess-v0: multi-turn, one engine call per turn
             f"task.overrides.model={MODEL}",
             "run.iterations=3",
             "run.checkpoint_every=3",

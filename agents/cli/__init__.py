@@ -1,7 +1,8 @@
 """The ``rlhf-env`` command line: one group whose commands live beside it, by layer.
 
 - :mod:`.env_commands`: ``prepare``, ``rollout``, ``generate``, ``reward list|check`` (no Ray);
-- :mod:`.train_commands`: ``train``, ``eval``, ``plot``, ``reward-model train``.
+- :mod:`.train_commands`: ``train``, ``eval``, ``plot``, ``reward-model train``;
+- :mod:`.label_commands`: ``label serve|export|report`` (human preference labels).
 
 An error caused by bad input or a missing asset prints one line (``Error: ...``), not a
 traceback. Heavy libraries are imported inside the commands, so ``--help`` is instant.
@@ -48,9 +49,9 @@ def main() -> None:
 
 
 def _register() -> None:
-    from agents.cli import env_commands, train_commands
+    from agents.cli import env_commands, label_commands, train_commands
 
-    for module in (env_commands, train_commands):
+    for module in (env_commands, train_commands, label_commands):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -58,7 +58,13 @@ def summary_line(record: dict) -> str:
 @click.argument("run_dir")
 @click.option("--episodes", default=64, show_default=True, help="Held-out episodes.")
 @click.option("--checkpoint", default=None, help="A checkpoint folder (default: the last).")
-def evaluate(run_dir: str, episodes: int, checkpoint: str | None) -> None:
+@click.option(
+    "--reward",
+    default=None,
+    help="Score with this reward plugin instead of the run's (e.g. vader for a policy trained "
+    "on a learned reward model).",
+)
+def evaluate(run_dir: str, episodes: int, checkpoint: str | None, reward: str | None) -> None:
     """Score and KL of a trained policy against the initial one on held-out prompts."""
     from pathlib import Path
 
@@ -71,7 +77,10 @@ def evaluate(run_dir: str, episodes: int, checkpoint: str | None) -> None:
 
     if not (Path(run_dir) / "config.yaml").is_file():
         raise click.ClickException(f"{run_dir} is not a run folder (it has no config.yaml)")
-    cfg = load_config(Path(run_dir) / "config.yaml", [f"run.eval_episodes={episodes}"])
+    overrides = [f"run.eval_episodes={episodes}"]
+    if reward is not None:
+        overrides.append(f"task.overrides.reward={reward}")
+    cfg = load_config(Path(run_dir) / "config.yaml", overrides)
     folder = Path(checkpoint) if checkpoint else latest_checkpoint(Path(run_dir))
     if folder is None:
         raise click.ClickException(f"no checkpoint in {run_dir}")

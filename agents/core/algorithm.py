@@ -46,6 +46,17 @@ class LLMAlgorithm(abc.ABC):
     def validate(self, config: TrainConfig) -> None:
         """Raise ``ValueError`` (one clear line) for settings this algorithm cannot run."""
 
+    def require_even_split(self, config: TrainConfig, *names: str) -> None:
+        """Each named count of the algorithm's section must divide over the learners: every
+        learner takes the same number of whole units."""
+        for name in names:
+            value = getattr(config.algo, name)
+            if value % config.scale.learning_processes:
+                raise ValueError(
+                    f"{self.section}.{name}={value} does not split evenly over "
+                    f"scale.num_learners={config.scale.num_learners}"
+                )
+
     def prepare(self, config: TrainConfig) -> None:
         """Build what must exist before the RLlib algorithm is (e.g. offline pair tables)."""
 
@@ -152,6 +163,29 @@ class OnlineLLMAlgorithm(LLMAlgorithm):
             )
             .fault_tolerance(restart_failed_env_runners=True)
         )
+
+
+class GroupSampledAlgorithm(OnlineLLMAlgorithm):
+    """An online algorithm that samples ``group_size`` responses to each prompt side by side
+    (online DPO, the GRPO family): its training unit is a prompt group, kept whole on one
+    learner."""
+
+    unit_name = "prompt groups"
+
+    def episodes_per_iteration(self, config: TrainConfig) -> int:
+        return config.algo.prompts_per_iteration * config.algo.group_size
+
+    def num_units(self, config: TrainConfig) -> int:
+        return config.algo.prompts_per_iteration
+
+    def validate(self, config: TrainConfig) -> None:
+        if config.scale.num_envs_per_env_runner % config.algo.group_size:
+            raise ValueError(
+                f"scale.num_envs_per_env_runner ({config.scale.num_envs_per_env_runner}) must "
+                f"be a multiple of the group size {self.section}.group_size="
+                f"{config.algo.group_size}: the responses to one prompt are sampled side by side"
+            )
+        super().validate(config)
 
 
 def threads_per_process(config: TrainConfig) -> int:

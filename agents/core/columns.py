@@ -27,6 +27,7 @@ INPUT_IDS = "input_ids"  # [N, P+T] prompt then response tokens
 ATTENTION_MASK = "attention_mask"  # [N, P+T]
 PROMPT_WIDTH = "prompt_width"  # [N] P, the same in every row of a batch
 REF_LOGP = "ref_logp"  # [N, T] log π_ref(a_t|s_t), from the environment's info
+ENV_TOKENS = "env_tokens"  # per step of an episode: tokens a multi-turn environment appended
 KL_COEF = "kl_coef"  # [N] β of the KL controller when the row was sampled
 PAIR_WEIGHT = "pair_weight"  # [N] weight of the preference pair a row belongs to (DPO)
 VALUES = "values"  # [N, T] V_θ(s_t), the module's training forward (PPO)

@@ -24,7 +24,9 @@ sampled under, its summed KL, its completion text and its reward components' wei
 iteration's episodes (score, KL, tokens, episodes, each reward component), which the driver
 turns into exact means over all runners. Prompts and tokens are drawn from seeds derived from
 ``(config.seed, worker index, training iteration, call)``, so a run resumed from a checkpoint
-samples exactly what the uninterrupted run would have.
+samples exactly what the uninterrupted run would have. In a multi-turn task each step also
+records how many tokens the environment appended after the action (``ENV_TOKENS``), which
+:mod:`agents.core.episode_rows` turns into the rows' loss mask.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 import rlhf_env  # noqa: F401  (registers the tasks in this worker process)
 from agents.core import metric_names as M
 from agents.core.assets import receive_assets_from_driver
-from agents.core.columns import ACTION_LOGP, REF_LOGP
+from agents.core.columns import ACTION_LOGP, ENV_TOKENS, REF_LOGP
 from agents.core.lora import AdaptersOff, is_lora, merged_copy, merged_state_dict
+from rlhf_env.policy.rollout import group_reset_options
 from rlhf_env.policy.sampler import LMSampler
 
 
@@ -121,7 +124,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         return VLLMSampler(
             self._engine,
             self.num_envs,
-            stop_ids=batch.eos_ids,
+            stop_ids=batch.stop_ids,
             max_new_tokens=batch.max_new_tokens,
             seed=seed,
         )
@@ -177,6 +180,7 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                     extra_model_outputs={
                         ACTION_LOGP: np.float32(action.logprob),
                         REF_LOGP: np.float32(infos["ref_logprob"][row]),
+                        ENV_TOKENS: np.int64(infos["env_tokens"][row]),
                     },
                 )
                 if episode.is_done:
@@ -185,7 +189,8 @@ class LLMEnvRunner(SingleAgentEnvRunner):
                         group=(seed, row // self.group_size),
                         kl_coef=self._kl_coef,
                         kl=float(infos["episode_kl"][row]),
-                        completion=str(infos["completion"][row]),
+                        # the agent's own text, what the guard measures (eqs. 39-40)
+                        completion=str(infos["agent_completion"][row]),
                         contributions=self._contributions(infos, row),
                     )
                     self._log_llm_episode(infos, row)
@@ -201,18 +206,11 @@ class LLMEnvRunner(SingleAgentEnvRunner):
 
     def _group_prompts(self, seed: int | None) -> dict | None:
         """Reset options giving each group of ``group_size`` environments one shared prompt."""
-        k = self.group_size
-        if k == 1:
+        if self.group_size == 1:
             return None
-        if self.num_envs % k:
-            raise ValueError(
-                f"num_envs_per_env_runner ({self.num_envs}) must be a multiple of "
-                f"the group size ({k})"
-            )
-        picks = np.random.default_rng(seed).integers(
-            len(self.env.unwrapped.prompts), size=self.num_envs // k
+        return group_reset_options(
+            len(self.env.unwrapped.prompts), self.num_envs, self.group_size, seed
         )
-        return {"prompt_indices": [int(i) for i in picks for _ in range(k)]}
 
     def _start_episode(self, observations, row: int) -> SingleAgentEpisode:
         episode = SingleAgentEpisode(

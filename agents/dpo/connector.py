@@ -21,7 +21,7 @@ import numpy as np
 from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core import DEFAULT_MODULE_ID
 
-from agents.core.columns import REF_LOGP
+from agents.core.columns import ENV_TOKENS, REF_LOGP
 from agents.core.episode_rows import episode_prompt
 from agents.core.training_step import episode_groups
 from agents.dpo.rows import preference_rows
@@ -33,6 +33,11 @@ class PreferencePairConnector(ConnectorV2):
     def __call__(
         self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs
     ) -> dict[str, Any]:
+        if any(np.asarray(e.get_extra_model_outputs(ENV_TOKENS)).any() for e in episodes):
+            raise ValueError(
+                "online DPO compares whole single-turn responses; this task is multi-turn (the "
+                "environment inserts tokens between the agent's turns): train it with PPO or GRPO"
+            )
         pairs = best_worst_pairs(episodes)
         chosen, rejected, weights = zip(*pairs)
         rows = preference_rows(

@@ -100,13 +100,7 @@ class PairTableData(OfflineData):
 
 class OfflineDPOAlgorithm(LLMAlgorithm):
     def validate(self, config) -> None:
-        learners = config.scale.learning_processes
-        for name in ("pairs_per_iteration", "minibatch_pairs"):
-            if getattr(config.algo, name) % learners:
-                raise ValueError(
-                    f"dpo.{name}={getattr(config.algo, name)} does not split "
-                    f"evenly over scale.num_learners={config.scale.num_learners}"
-                )
+        self.require_even_split(config, "pairs_per_iteration", "minibatch_pairs")
 
     def table_paths(self, config) -> dict[str, Path]:
         return {
@@ -161,13 +155,7 @@ class OfflineDPOAlgorithm(LLMAlgorithm):
             config,
             critic="none",
             learner_class=DPOLearner,
-            learner_config={
-                "epochs": dpo.epochs,
-                "minibatch_pairs": dpo.minibatch_pairs,
-                "beta": dpo.beta,
-                "loss_type": dpo.loss_type,
-                "label_smoothing": dpo.label_smoothing,
-            },
+            learner_config=dpo.learner_config(),
             learner_connector=None,
             spaces=spaces,
         )

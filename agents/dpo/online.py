@@ -15,7 +15,7 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from agents.core.algorithm import OnlineLLMAlgorithm
+from agents.core.algorithm import GroupSampledAlgorithm
 from agents.core.module import CausalLMModule
 from agents.core.training_step import OnlineTrainingStep
 from agents.dpo.config import OnlineDPOSettings
@@ -42,24 +42,7 @@ class OnlineDPOConfig(AlgorithmConfig):
         return DPOLearner
 
 
-class OnlineDPOAlgorithm(OnlineLLMAlgorithm):
-    unit_name = "prompt groups"
-
-    def episodes_per_iteration(self, config) -> int:
-        return config.algo.prompts_per_iteration * config.algo.group_size
-
-    def num_units(self, config) -> int:
-        return config.algo.prompts_per_iteration
-
-    def validate(self, config) -> None:
-        if config.scale.num_envs_per_env_runner % config.algo.group_size:
-            raise ValueError(
-                f"scale.num_envs_per_env_runner ({config.scale.num_envs_per_env_runner}) must "
-                f"be a multiple of the group size dpo.group_size={config.algo.group_size}: the "
-                "responses to one prompt are sampled side by side"
-            )
-        super().validate(config)
-
+class OnlineDPOAlgorithm(GroupSampledAlgorithm):
     def rllib_config(self, config) -> OnlineDPOConfig:
         dpo = config.algo
         rllib_config = self.configure_online(
@@ -68,13 +51,7 @@ class OnlineDPOAlgorithm(OnlineLLMAlgorithm):
             group_size=dpo.group_size,
             critic="none",
             learner_class=DPOLearner,
-            learner_config={
-                "epochs": dpo.epochs,
-                "minibatch_pairs": dpo.minibatch_pairs,
-                "beta": dpo.beta,
-                "loss_type": dpo.loss_type,
-                "label_smoothing": dpo.label_smoothing,
-            },
+            learner_config=dpo.learner_config(),
             learner_connector=PreferencePairConnector,
         )
         return rllib_config.training(

@@ -21,7 +21,7 @@ from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
-from agents.core.algorithm import OnlineLLMAlgorithm
+from agents.core.algorithm import GroupSampledAlgorithm
 from agents.core.module import CausalLMModule
 from agents.core.training_step import OnlineTrainingStep
 from agents.grpo.config import GRPOSettings
@@ -74,15 +74,7 @@ class GRPOConfig(AlgorithmConfig):
         return GRPOLearner
 
 
-class GRPOAlgorithm(OnlineLLMAlgorithm):
-    unit_name = "prompt groups"
-
-    def episodes_per_iteration(self, config) -> int:
-        return config.algo.prompts_per_iteration * config.algo.group_size
-
-    def num_units(self, config) -> int:
-        return config.algo.prompts_per_iteration
-
+class GRPOAlgorithm(GroupSampledAlgorithm):
     def kl_in_reward(self, config) -> bool:
         return config.algo.kl_in == "reward"
 
@@ -91,18 +83,8 @@ class GRPOAlgorithm(OnlineLLMAlgorithm):
         return not (config.kl.controller == "fixed" and config.initial_kl_coef == 0)
 
     def validate(self, config) -> None:
-        if config.scale.num_envs_per_env_runner % config.algo.group_size:
-            raise ValueError(
-                f"scale.num_envs_per_env_runner ({config.scale.num_envs_per_env_runner}) must "
-                f"be a multiple of the group size grpo.group_size={config.algo.group_size}: "
-                "the responses to one prompt are sampled side by side"
-            )
         super().validate(config)
-        if config.algo.minibatch_groups % config.scale.learning_processes:
-            raise ValueError(
-                f"grpo.minibatch_groups={config.algo.minibatch_groups} does not "
-                f"split evenly over scale.num_learners={config.scale.num_learners}"
-            )
+        self.require_even_split(config, "minibatch_groups")
 
     def rllib_config(self, config) -> GRPOConfig:
         grpo = config.algo

@@ -38,11 +38,7 @@ class PPOAlgorithm(OnlineLLMAlgorithm):
 
     def validate(self, config) -> None:
         super().validate(config)
-        if config.algo.minibatch_episodes % config.scale.learning_processes:
-            raise ValueError(
-                f"ppo.minibatch_episodes={config.algo.minibatch_episodes} does not "
-                f"split evenly over scale.num_learners={config.scale.num_learners}"
-            )
+        self.require_even_split(config, "minibatch_episodes")
 
     def rllib_config(self, config) -> LLMPPOConfig:
         ppo = config.algo

@@ -5,6 +5,12 @@ tokens. Every episode in the batch is over: it ended at EOS (termination) or at
 ``max_new_tokens`` (truncation), and in LLM RLHF both mean the response is finished and scored,
 so the value after a row's last real token is 0 (no bootstrap).
 
+In a multi-turn episode (docs/formulation.md eq. 44) the mask has holes: the environment's
+tokens sit between the agent's turns and are no time step of the agent's MDP. The recursion
+then runs over each row's agent tokens in order, the environment's tokens being part of a
+transition: δ_t = r_t + γ·V(s_{t'}) − V(s_t) with t' the row's next agent token, and the
+environment's tokens get advantage and return 0.
+
 References: docs/formulation.md eqs. 7-9; Schulman et al. 2016, "High-Dimensional Continuous
 Control Using Generalized Advantage Estimation"; TRL's original ``compute_advantages`` loop.
 """
@@ -28,7 +34,8 @@ def gae(
         values: [N, T+1] critic values V(s_0..s_T) from the rollout (V_old). The value after a
             row's last real token is replaced by 0 (see the module docstring), so column T and
             every padded column are never read.
-        mask: [N, T], 1 on real response tokens, each row's real tokens first (right padding).
+        mask: [N, T], 1 on the agent's response tokens: each row's first tokens (right
+            padding), or with holes at a multi-turn environment's tokens (eq. 44).
         gamma: discount γ.
         lam: GAE λ.
 
@@ -44,6 +51,26 @@ def gae(
             f"{tuple(values.shape)}, {tuple(mask.shape)}"
         )
     mask = mask.bool()
+    # eq. 44: gather each row's agent tokens to its front (a stable sort keeps their order), run
+    # the recursion there, and scatter the results back to the tokens' columns.
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)
+    advantages, returns = _contiguous_gae(
+        rewards.gather(1, order),
+        values[:, :t_max].gather(1, order),
+        mask.gather(1, order),
+        gamma,
+        lam,
+    )
+    back = torch.zeros_like(advantages)
+    return back.scatter(1, order, advantages), torch.zeros_like(returns).scatter(1, order, returns)
+
+
+def _contiguous_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gae` on rows whose real tokens come first; ``values`` is [N, T] here."""
+    t_max = rewards.shape[1]
+    values = torch.cat([values, values.new_zeros(len(values), 1)], dim=1)
     # A successor state exists (and is bootstrapped) only where the next token is real.
     has_next = torch.cat([mask[:, 1:], torch.zeros_like(mask[:, :1])], dim=1)
     next_values = torch.where(has_next, values[:, 1:], 0)

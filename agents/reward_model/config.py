@@ -19,7 +19,8 @@ class RMDataConfig:
         "movie-reviews",
         "Preferences: 'movie-reviews' (sentiment pairs of Pang & Lee sentences) or a "
         ".jsonl/.json/.csv/.parquet file of {prompt, chosen, rejected} or "
-        "{prompt, responses: [best, ..., worst]} rows.",
+        "{prompt, responses: [best, ..., worst]} rows, or the database URL of `rlhf-env label` "
+        "(sqlite:///runs/labels.db).",
     )
     test_source: Optional[str] = _f(
         None,

@@ -5,7 +5,7 @@ Each prompt of the ``"instructions"`` source (:mod:`rlhf_env.data.instructions`)
 checks, one per slot, in the columns ``length_check``, ``content_check`` and ``format_check``
 (``{"kind": ..., "value": ...}``). Each reward here scores one slot: 1.0 when the completion
 passes its check, 0.0 when it fails, ``None`` for a sample without that check. Weighted 1/3
-each, their sum is the fraction of checks passed (docs/formulation.md eq. 46), and each is
+each, their sum is the fraction of checks passed (docs/formulation.md eq. 47), and each is
 logged as its own component. The checks, in the manner of IFEval (Zhou et al. 2023):
 
 - ``max_words``/``min_words``: the number of words (:func:`rewards.builtin.rules.words`);

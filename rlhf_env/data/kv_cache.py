@@ -75,24 +75,47 @@ class BatchedKVModel:
         self._store_logits(index, out.logits[:, -1])
         self._trim()
 
-    @torch.inference_mode()
     def append(self, tokens: torch.Tensor, active: torch.Tensor | None = None) -> None:
         """Feed one token per row; rows where ``active`` is False keep their state unchanged."""
         if active is None:
             active = torch.ones(self.batch_size, dtype=torch.bool)
-        tokens, active = tokens.to(self.device), active.to(self.device)
-        self.mask = torch.cat([self.mask, active.long().unsqueeze(1)], dim=1)
+        self._feed(tokens.long().view(-1, 1), active.long().view(-1, 1))
+
+    def extend(self, token_ids: Sequence[Sequence[int]]) -> None:
+        """Feed each row its own run of tokens (an empty run leaves a row unchanged), in one
+        forward over the cached columns: a multi-turn environment's inserted tokens extend
+        the cache, they do not rebuild it."""
+        if len(token_ids) != self.batch_size:
+            raise ValueError(f"got {len(token_ids)} token runs for {self.batch_size} rows")
+        width = max(len(ids) for ids in token_ids)
+        if width == 0:
+            return
+        tokens = torch.zeros(self.batch_size, width, dtype=torch.long)
+        mask = torch.zeros(self.batch_size, width, dtype=torch.long)
+        for row, ids in enumerate(token_ids):  # right-padded: masked columns after a short run
+            tokens[row, : len(ids)] = torch.as_tensor(list(ids), dtype=torch.long)
+            mask[row, : len(ids)] = 1
+        self._feed(tokens, mask)
+
+    @torch.inference_mode()
+    def _feed(self, tokens: torch.Tensor, new_mask: torch.Tensor) -> None:
+        """Add ``new_mask.shape[1]`` columns for all rows: ``tokens`` where ``new_mask`` is 1,
+        masked columns elsewhere; each row's next logits follow its last new token."""
+        tokens, new_mask = tokens.to(self.device), new_mask.to(self.device)
+        self.mask = torch.cat([self.mask, new_mask], dim=1)
+        offsets = (new_mask.cumsum(dim=1) - 1).clamp(min=0)
         out = self.model(
-            input_ids=tokens.long().view(-1, 1),
+            input_ids=tokens,
             attention_mask=self.mask,
-            position_ids=self.positions.view(-1, 1),
+            position_ids=self.positions.view(-1, 1) + offsets,
             past_key_values=self.cache,
             use_cache=True,
         )
         self.cache = out.past_key_values
-        rows = active.nonzero().squeeze(1)
-        self._store_logits(rows, out.logits[rows, -1])
-        self.positions += active.long()
+        lengths = new_mask.sum(dim=1)
+        rows = lengths.nonzero().squeeze(1)
+        self._store_logits(rows, out.logits[rows, lengths[rows] - 1])
+        self.positions += lengths
         self._trim()
 
     def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:

@@ -44,7 +44,8 @@ class PaddedRows:
 
     ``input_ids`` and ``attention_mask`` are [N, P+T] (long); ``actions`` [N, T] holds the
     response tokens (the pad id after a response's end) and ``loss_mask`` [N, T] is true on real
-    response tokens; ``prompt_width`` is P.
+    response tokens the policy generated (in a multi-turn episode, not on the environment's
+    tokens, which the attention mask still covers); ``prompt_width`` is P.
     """
 
     input_ids: torch.Tensor
@@ -93,11 +94,13 @@ def pad_rows(
     responses: Sequence[Sequence[int]],
     pad_id: int = 0,
     widths: tuple[int, int] | None = None,
+    agent_masks: Sequence[Sequence[bool]] | None = None,
 ) -> PaddedRows:
     """Padded rows of N (prompt, response) token-id pairs (see the module docstring).
 
     ``widths`` fixes (P, T) instead of taking the longest prompt and response, so that batches
-    of different rows have one shape.
+    of different rows have one shape. ``agent_masks`` (one per response, its length) marks the
+    tokens the policy generated; the others (a multi-turn environment's) get loss mask 0.
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
@@ -110,12 +113,22 @@ def pad_rows(
     actions = pad_sequences(responses, response_width, pad=pad_id, dtype=torch.long)
     prompt_ids = pad_sequences(prompts, prompt_width, pad=pad_id, dtype=torch.long, side="left")
     # Masks from the lengths: a response fills columns [0, len), a prompt [P - len, P).
-    loss_mask = torch.arange(actions.shape[1]) < torch.tensor([len(r) for r in responses])[:, None]
+    response_mask = (
+        torch.arange(actions.shape[1]) < torch.tensor([len(r) for r in responses])[:, None]
+    )
+    loss_mask = response_mask
+    if agent_masks is not None:
+        for i, (response, agent) in enumerate(zip(responses, agent_masks)):
+            if len(agent) != len(response):
+                raise ValueError(
+                    f"row {i}: {len(agent)} agent-mask entries, {len(response)} tokens"
+                )
+        loss_mask = response_mask & pad_sequences(agent_masks, actions.shape[1], dtype=torch.bool)
     width = prompt_ids.shape[1]
     prompt_mask = torch.arange(width - 1, -1, -1) < torch.tensor([len(p) for p in prompts])[:, None]
     return PaddedRows(
         input_ids=torch.cat([prompt_ids, actions], dim=1),
-        attention_mask=torch.cat([prompt_mask, loss_mask], dim=1).long(),
+        attention_mask=torch.cat([prompt_mask, response_mask], dim=1).long(),
         actions=actions,
         loss_mask=loss_mask,
         prompt_width=width,

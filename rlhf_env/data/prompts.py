@@ -7,6 +7,8 @@ A source is one of:
 - ``"tiny"``: a handful of prompts over the tiny task's vocabulary;
 - ``"instructions"``: instruction-following prompts with verifiable constraints, generated
   locally (:mod:`rlhf_env.data.instructions`; their checks come along as extra columns);
+- ``"guess-number"``, ``"tiny-guess"``: the opening of a guess-the-number game (the multi-turn
+  tasks of :mod:`rlhf_env.envs.guess_number`), with the secret ``target`` as a column;
 - a local ``.jsonl``/``.json``/``.csv``/``.parquet``/``.txt`` file, read with ``datasets``;
 - a ``datasets.Dataset`` or a hub dataset name (``"imdb"``; needs a network);
 - a list of prompts (used whole: the split does not apply).
@@ -22,10 +24,18 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from rlhf_env.data.assets import asset_path
 from rlhf_env.data.chat import check_prompt
 from rlhf_env.data.instructions import instruction_prompts
 from rlhf_env.data.tables import DataFileError, check_split, held_out, load_split
+
+GUESS_NUMBER_TEXT = (
+    "Let's play a game. I am thinking of a whole number from {low} to {high}. Guess it: write "
+    "one number on a line, and I will answer higher, lower or correct.\nGuess:"
+)
+TINY_GUESS_TEXT = "you and i"  # tiny words; a guess is the word count of a turn
 
 TINY_PROMPTS = (
     "this movie was",
@@ -80,6 +90,10 @@ def load_prompts(source, *, field: str = "prompt", split: str = "train") -> Prom
         return PromptSet(list(TINY_PROMPTS))
     if source == "instructions":
         return _split(PromptSet(*instruction_prompts()), split)
+    if source == "guess-number":
+        return _split(guess_number_prompts(GUESS_NUMBER_TEXT, 1, 10), split)
+    if source == "tiny-guess":
+        return _split(guess_number_prompts(TINY_GUESS_TEXT, 1, 3), split)
     dataset = load_split(source, split, what="prompt file", allow_hub=True)
     column = (
         field
@@ -100,6 +114,15 @@ def _prompt(prompt):
     if isinstance(prompt, (list, tuple, dict)):
         return check_prompt(prompt)
     return prompt if isinstance(prompt, str) else str(prompt)
+
+
+def guess_number_prompts(
+    text: str, low: int, high: int, count: int = 500, seed: int = 0
+) -> PromptSet:
+    """``count`` openings of a guess-the-number game, each with a secret ``target`` drawn
+    uniformly from ``[low, high]`` with ``seed`` (the same prompts on every machine)."""
+    targets = np.random.default_rng(seed).integers(low, high + 1, size=count)
+    return PromptSet([text.format(low=low, high=high)] * count, {"target": targets.tolist()})
 
 
 def _split(prompts: PromptSet, split: str) -> PromptSet:

@@ -55,7 +55,7 @@ register(
 )
 # Follow instructions with verifiable constraints (IFEval style), generated offline: each prompt
 # asks for a length, a content and a format constraint; the score is the fraction passed
-# (docs/formulation.md eq. 46), each check logged as a reward component. The prompts are
+# (docs/formulation.md eq. 47), each check logged as a reward component. The prompts are
 # conversations, so the instruct model's chat template applies.
 register(
     id="rlhf_env/Instruct-v0",
@@ -71,6 +71,46 @@ register(
         ],
         max_new_tokens=64,
         max_prompt_tokens=96,
+        kl_coef=0.05,
+    ),
+)
+# Multi-turn (rlhf_env/envs/turns.py): guess a secret number from 1 to 10; after each guess
+# (a line) the environment answers higher, lower or correct. Score: eq. 46.
+register(
+    id="rlhf_env/GuessNumber-v0",
+    entry_point=_ENTRY,
+    vector_entry_point=_VECTOR_ENTRY,
+    kwargs=dict(
+        prompts="guess-number",
+        model="smollm2-135m-instruct",
+        reward={"name": "guess_number", "params": {"turn_cost": 0.1}},
+        partner="guess_number",
+        max_turns=5,
+        turn_end=("\n",),
+        reply_template="Answer: {reply}\nGuess:",
+        max_prompt_tokens=64,
+        max_new_tokens=96,
+        kl_coef=0.05,
+    ),
+)
+# The same game on the tiny model, for tests: a guess is the number of words of a turn (1-3),
+# a turn ends at EOS, and the answers are tiny words.
+register(
+    id="rlhf_env/TinyGuess-v0",
+    entry_point=_ENTRY,
+    vector_entry_point=_VECTOR_ENTRY,
+    kwargs=dict(
+        prompts="tiny-guess",
+        model="tiny",
+        reward="guess_number",
+        partner={
+            "name": "guess_number",
+            "reader": "word_count",
+            "replies": {"higher": "too short", "lower": "too long", "correct": "good"},
+        },
+        max_turns=3,
+        max_prompt_tokens=8,
+        max_new_tokens=24,
         kl_coef=0.05,
     ),
 )

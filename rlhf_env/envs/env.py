@@ -1,4 +1,4 @@
-"""The token-level RLHF environment (docs/formulation.md eqs. 1-6)."""
+"""The token-level RLHF environment (docs/formulation.md eqs. 1-6; multi-turn: eq. 44)."""
 
 from __future__ import annotations
 
@@ -75,14 +75,32 @@ class TextGenEnv(gym.Env):
     1. Termination: the agent emits an end-of-sequence token (the tokenizer's or the model's).
     2. Truncation: the response reaches ``max_new_tokens`` tokens.
 
+    Multi-turn: termination when the partner ends the episode or after ``max_turns`` turns;
+    truncation when the response stream leaves no room for the partner's reply and another
+    agent token.
+
     ## Information
 
     Every step: ``ref_logprob``, ``logprob`` (the sampling log-prob used), ``logprob_supplied``,
-    ``kl`` (the estimate k(d_t)) and ``kl_coef``. At the episode's end also: ``score`` (the
-    weighted plugin score), ``reward_components`` (each plugin's unweighted score by name),
-    ``episode_kl``, ``episode_return``, ``response_length``, ``prompt`` (text or conversation),
-    ``completion`` (text) and ``reward_log`` (what the rewards recorded with ``log_extra`` and
-    ``log_metric``).
+    ``kl`` (the estimate k(d_t)), ``kl_coef`` and ``env_tokens`` (how many tokens a multi-turn
+    environment appended after this action; 0 otherwise). At the episode's end also: ``score``
+    (the weighted plugin score), ``reward_components`` (each plugin's unweighted score by name),
+    ``episode_kl``, ``episode_return``, ``response_length`` (the agent's tokens), ``agent_mask``
+    (``max_new_tokens`` booleans: True at the agent's tokens of the response stream),
+    ``prompt`` (text or conversation), ``completion`` (the whole stream's text, the
+    environment's turns included), ``agent_completion`` (the agent's tokens' text alone; the
+    completion, single-turn) and ``reward_log`` (what the rewards recorded with ``log_extra``
+    and ``log_metric``).
+
+    ## Multi-turn episodes
+
+    With a ``partner`` (:mod:`rlhf_env.envs.turns`), EOS or a ``turn_end`` token ends the
+    agent's *turn*, not the episode: the partner reads the turn and either ends the episode
+    (termination; also after ``max_turns`` turns) or replies, and the reply's tokens are appended
+    to the observation within the same step. They are observations, never actions: no step, no
+    reward, no KL term of their own; ``info["env_tokens"]`` counts them and trainers mask them
+    out of the policy loss, the KL term and the value targets (docs/formulation.md eq. 44).
+    ``max_new_tokens`` bounds the whole response stream, both sides' tokens.
 
     ## Arguments
 
@@ -96,11 +114,15 @@ class TextGenEnv(gym.Env):
     env = gym.make("rlhf_env/TextGen-v0", reward="vader",  # a conversation, chat-templated
                    prompts=[[{"role": "user", "content": "Say something kind."}]])
     env = gym.make("rlhf_env/Tiny-v0")  # a tiny random model: milliseconds a step, for tests
+    env = gym.make("rlhf_env/GuessNumber-v0")  # multi-turn: the environment answers each guess
+    env = gym.make("rlhf_env/TextGen-v0", prompts="my_games.jsonl", reward="my_pkg:score",
+                   partner="my_pkg.games:Referee", max_turns=4, turn_end=["\\n"])
     ```
 
     ``prompts``, ``model``, ``reward``, ``tokenizer``, ``prompt_field``, ``chat_template``,
-    ``split``, ``max_prompt_tokens``, ``max_new_tokens``, ``kl_coef``, ``kl_estimator`` and
-    ``reference_dtype`` are documented on :class:`rlhf_env.envs.task.TaskSpec`; ``render_mode``
+    ``split``, ``max_prompt_tokens``, ``max_new_tokens``, ``kl_coef``, ``kl_estimator``,
+    ``reference_dtype``, ``partner``, ``max_turns``, ``turn_end`` and ``reply_template`` are
+    documented on :class:`rlhf_env.envs.task.TaskSpec`; ``render_mode``
     may be ``"ansi"``.
 
     ## Version History
@@ -158,6 +180,7 @@ class TextGenEnv(gym.Env):
             "logprob_supplied": bool(result.logprob_supplied[0]),
             "kl": float(result.kl[0]),
             "kl_coef": self.kl_coef,
+            "env_tokens": int(result.env_tokens[0]),
         }
         if result.finished:
             info.update(self.batch.final_info(0))

@@ -7,7 +7,9 @@ reference model is evaluated incrementally for all rows at once
 step with every episode that ended at that step, with the keyword arguments TRL's GRPOTrainer
 passes (:mod:`rewards.protocol`). A prompt is a text or a conversation; conversations (and, with
 ``chat_template``, texts) are encoded through the tokenizer's chat template
-(:mod:`rlhf_env.data.chat`).
+(:mod:`rlhf_env.data.chat`). With :class:`~rlhf_env.envs.turns.Turns`, episodes are
+multi-turn: a turn's end hands over to the partner, whose reply tokens are appended to the
+response stream (and to the reference's cache) without being actions.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from rlhf_env.data.chat import check_prompt, completion_as, prompt_ids
 from rlhf_env.data.kv_cache import BatchedKVModel
 from rlhf_env.envs.actions import validate_action
 from rlhf_env.envs.kl import KL_ESTIMATORS, kl_estimate, token_reward
+from rlhf_env.envs.turns import Turns
 
 
 @dataclass
@@ -33,7 +36,10 @@ class Episode:
     prompt: str | list[dict]
     prompt_ids: list[int]
     extras: dict = field(default_factory=dict)
-    tokens: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # the agent's tokens (the actions)
+    stream: list[int] = field(default_factory=list)  # the response: agent and environment tokens
+    agent_mask: list[bool] = field(default_factory=list)  # True where ``stream`` has an action
+    turn_start: int = 0  # index in ``tokens`` where the agent's current turn began
     logprobs: list[float] = field(default_factory=list)
     ref_logprobs: list[float] = field(default_factory=list)
     kls: list[float] = field(default_factory=list)
@@ -55,6 +61,7 @@ class StepResult:
     logprob: np.ndarray
     logprob_supplied: np.ndarray
     kl: np.ndarray
+    env_tokens: np.ndarray  # how many environment tokens followed the row's action
     finished: list[int]
 
 
@@ -74,6 +81,7 @@ class EpisodeBatch:
         kl_coef: float,
         kl_estimator: str,
         chat_template: bool = False,
+        turns: Turns | None = None,
     ):
         if kl_estimator not in KL_ESTIMATORS:
             raise ValueError(
@@ -93,6 +101,7 @@ class EpisodeBatch:
         self.kl_estimator = kl_estimator
         self.chat_template = chat_template
         self.trainer_state = TrainerState()
+        self.turns = turns
         self.eos_ids = _eos_ids(tokenizer, reference)
         self.pad_id = tokenizer.pad_token_id or 0
         width = max_prompt_tokens + max_new_tokens
@@ -146,7 +155,9 @@ class EpisodeBatch:
         if self.reference is not None:
             self.reference.reset_rows(rows, ids)
         for row, prompt, encoded, extra in zip(rows, prompts, ids, extras):
-            self.episodes[row] = Episode(check_prompt(prompt), encoded, extra)
+            self.episodes[row] = Episode(check_prompt(prompt), encoded, dict(extra))
+            if self.turns is not None:
+                self.turns.start(self.episodes[row].extras)
             self.input_ids[row] = self.pad_id
             self.attention_mask[row] = 0
             self.input_ids[row, : len(encoded)] = encoded
@@ -163,9 +174,11 @@ class EpisodeBatch:
             logprob=np.zeros(n, np.float32),
             logprob_supplied=np.zeros(n, bool),
             kl=np.zeros(n, np.float32),
+            env_tokens=np.zeros(n, np.int64),
             finished=[],
         )
         checked = [validate_action(a, self.vocab_size) for a in actions]
+        runs: list[list[int]] = [[] for _ in range(n)]  # what each row feeds the reference
         tokens = torch.tensor([token for token, _ in checked])
         ref_logprobs = (
             self.reference.log_probs(tokens).tolist() if self.reference is not None else [None] * n
@@ -185,13 +198,14 @@ class EpisodeBatch:
             episode.ref_logprobs.append(ref_logprob)
             episode.kls.append(kl)
             episode.rewards.append(reward)
-            position = len(episode.prompt_ids) + len(episode.tokens) - 1
-            self.input_ids[row, position] = token
-            self.attention_mask[row, position] = 1
-            result.terminated[row] = token in self.eos_ids
-            result.truncated[row] = not result.terminated[row] and (
-                len(episode.tokens) >= self.max_new_tokens
-            )
+            inserted, result.terminated[row], result.truncated[row] = self._advance(episode, token)
+            start = len(episode.prompt_ids) + len(episode.stream)
+            episode.stream += [token, *inserted]
+            episode.agent_mask += [True] + [False] * len(inserted)
+            self.input_ids[row, start : start + 1 + len(inserted)] = [token, *inserted]
+            self.attention_mask[row, start : start + 1 + len(inserted)] = 1
+            runs[row] = [token, *inserted]
+            result.env_tokens[row] = len(inserted)
             result.rewards[row] = reward
             result.ref_logprob[row] = ref_logprob
             result.logprob[row] = logprob
@@ -200,10 +214,35 @@ class EpisodeBatch:
         ended = result.terminated | result.truncated
         continuing = active & ~ended
         if continuing.any() and self.reference is not None:
-            self.reference.append(tokens, torch.from_numpy(continuing))
+            self.reference.extend([run if continuing[row] else [] for row, run in enumerate(runs)])
         result.finished = [int(row) for row in np.flatnonzero(active & ended)]
         self._score(result)
         return result
+
+    @property
+    def stop_ids(self) -> set[int]:
+        """Tokens after which the agent stops generating: EOS, and the task's turn ends."""
+        return self.eos_ids | (self.turns.end_ids if self.turns is not None else set())
+
+    def _advance(self, episode: Episode, token: int) -> tuple[list[int], bool, bool]:
+        """After the agent's ``token``: (environment tokens to append, terminated, truncated).
+
+        Single-turn, EOS terminates. Multi-turn, an end-of-turn token hands over to the
+        partner, which ends the episode or replies. Either way the episode is truncated when
+        the response stream (with the reply) leaves the agent no room for another token."""
+        inserted: list[int] = []
+        if self.turns is None:
+            terminated = token in self.eos_ids
+        elif token in self.stop_ids:
+            turn = episode.tokens[episode.turn_start :]
+            episode.turn_start = len(episode.tokens)
+            inserted, terminated = self.turns.end_turn(turn, episode.extras)
+        else:
+            terminated = False
+        truncated = not terminated and (
+            len(episode.stream) + 1 + len(inserted) >= self.max_new_tokens
+        )
+        return ([] if truncated else inserted), terminated, truncated
 
     def _score(self, result: StepResult) -> None:
         """Score every episode that ended this step in one reward call; add it to its last token.
@@ -215,7 +254,7 @@ class EpisodeBatch:
             return
         episodes = [self.episodes[row] for row in result.finished]
         for episode in episodes:
-            episode.completion = self.tokenizer.decode(episode.tokens, skip_special_tokens=True)
+            episode.completion = self.tokenizer.decode(episode.stream, skip_special_tokens=True)
             episode.reward_log = {}
         shared = set.intersection(*(set(e.extras) for e in episodes))
         columns = {name: [e.extras[name] for e in episodes] for name in sorted(shared)}
@@ -260,20 +299,37 @@ class EpisodeBatch:
             "episode_kl": float(sum(episode.kls)),
             "episode_return": float(sum(episode.rewards)),
             "response_length": len(episode.tokens),
+            "agent_mask": self.agent_mask(row),
             "prompt": episode.prompt,
             "completion": episode.completion,
             "reward_log": dict(episode.reward_log),
+            "agent_completion": self.tokenizer.decode(episode.tokens, skip_special_tokens=True),
         }
 
+    def agent_mask(self, row: int) -> np.ndarray:
+        """[max_new_tokens] bool: True at the agent's tokens of the row's response stream (the
+        observation's columns after the prompt), False at a multi-turn environment's tokens and
+        after the stream's end; one shape for every episode, as vector infos need."""
+        episode = self.episodes[row]
+        mask = np.zeros(self.max_new_tokens, bool)
+        mask[: len(episode.agent_mask)] = episode.agent_mask
+        return mask
+
     def render(self, row: int) -> str:
-        """Prompt, response tokens with their reward and KL, and the score (``ansi`` mode)."""
+        """Prompt, response tokens with their reward and KL (the environment's multi-turn
+        tokens marked ``env``), and the score (``ansi`` mode)."""
         episode = self.episodes[row]
         if episode is None:
             return ""
         lines = [f"prompt: {episode.prompt}"]
-        for token, reward, kl in zip(episode.tokens, episode.rewards, episode.kls):
-            piece = self.tokenizer.decode([token])
-            lines.append(f"  {piece!r:>20}  reward {reward:+.4f}  kl {kl:+.4f}")
+        terms = iter(zip(episode.rewards, episode.kls))
+        for token, by_agent in zip(episode.stream, episode.agent_mask):
+            piece = f"{self.tokenizer.decode([token])!r:>20}"
+            if by_agent:
+                reward, kl = next(terms)
+                lines.append(f"  {piece}  reward {reward:+.4f}  kl {kl:+.4f}")
+            else:
+                lines.append(f"  {piece}  env")
         if episode.score is not None:
             lines.append(
                 f"score: {episode.score:+.4f}  components: {episode.components}  "

@@ -13,6 +13,7 @@ from rlhf_env.data.chat import use_chat_template
 from rlhf_env.data.models import load_causal_lm, load_model_config, load_tokenizer
 from rlhf_env.data.prompts import PromptSet, load_prompts
 from rlhf_env.envs.episodes import EpisodeBatch
+from rlhf_env.envs.turns import Turns, build_partner
 
 
 @dataclass
@@ -38,7 +39,8 @@ class TaskSpec:
     max_prompt_tokens: int = 64
     """Longest prompt accepted; longer prompts are an error (never silently truncated)."""
     max_new_tokens: int = 24
-    """Response length at which an episode is truncated."""
+    """Response length at which an episode is truncated (multi-turn: the agent's and the
+    environment's tokens together)."""
     kl_coef: float = 0.05
     """β of the per-token KL penalty; agents may change it at run time (``env.kl_coef = ...``)."""
     kl_estimator: str = "k1"
@@ -53,6 +55,17 @@ class TaskSpec:
     device: str = "cpu"
     """Where the reference model runs (``"cuda"``, ``"cuda:1"``, ...): ``gym.make(id,
     device="cuda")``."""
+
+    partner: Any = None
+    """Multi-turn (:mod:`rlhf_env.envs.turns`): the environment's side, which answers each of
+    the agent's turns: a name (``"guess_number"``), ``"module:attr"``, ``{"name", **params}``
+    or an object. ``None``: single-turn, EOS ends the episode."""
+    max_turns: int = 1
+    """Multi-turn: the agent's turns after which the episode ends."""
+    turn_end: tuple = ()
+    """Multi-turn: strings (one token each, e.g. ``"\\n"``) that end a turn, besides EOS."""
+    reply_template: str = "{reply}"
+    """Multi-turn: how the partner's reply text is written into the stream, around ``{reply}``."""
 
     def build(self, num_rows: int) -> tuple[EpisodeBatch, PromptSet]:
         """Load prompts, tokenizer, reference model and reward; return the batch and prompts."""
@@ -82,6 +95,15 @@ class TaskSpec:
         elif self.reference is not False:
             reference = self.reference
         tokenizer = load_tokenizer(self.tokenizer if self.tokenizer is not None else self.model)
+        turns = None
+        if self.partner is not None:
+            turns = Turns(
+                build_partner(self.partner),
+                tokenizer,
+                max_turns=self.max_turns,
+                turn_end=self.turn_end,
+                reply_template=self.reply_template,
+            )
         batch = EpisodeBatch(
             num_rows=num_rows,
             reference=reference,
@@ -93,5 +115,6 @@ class TaskSpec:
             kl_coef=self.kl_coef,
             kl_estimator=self.kl_estimator,
             chat_template=use_chat_template(self.chat_template, tokenizer, prompts.conversational),
+            turns=turns,
         )
         return batch, prompts

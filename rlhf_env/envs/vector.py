@@ -68,6 +68,7 @@ class TextGenVectorEnv(VectorEnv):
             "logprob": result.logprob,
             "logprob_supplied": result.logprob_supplied,
             "kl": result.kl,
+            "env_tokens": result.env_tokens,
         }
         infos.update({f"_{key}": ~restarting for key in list(infos)})
         for row in result.finished:

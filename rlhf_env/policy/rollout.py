@@ -1,4 +1,5 @@
-"""Run a policy on a vector environment until enough episodes have finished."""
+"""Run a policy on a vector environment: until enough episodes have finished, or once per
+environment with groups of environments sharing a prompt."""
 
 from __future__ import annotations
 
@@ -36,6 +37,38 @@ def collect_episodes(
                 episodes.append({key: _pick(info[key], row) for key in EPISODE_KEYS})
                 bar.update(1)
     return episodes[:num_episodes]
+
+
+def group_reset_options(num_prompts: int, num_envs: int, group_size: int, seed: int | None):
+    """Reset options giving each run of ``group_size`` environments one shared prompt, drawn
+    uniformly from the ``num_prompts`` of the source with ``seed``."""
+    if num_envs % group_size:
+        raise ValueError(
+            f"the number of environments ({num_envs}) must be a multiple of the group size "
+            f"({group_size})"
+        )
+    picks = np.random.default_rng(seed).integers(num_prompts, size=num_envs // group_size)
+    return {"prompt_indices": [int(i) for i in picks for _ in range(group_size)]}
+
+
+def collect_groups(
+    envs, sampler: LMSampler, group_size: int, *, seed: int | None = None
+) -> list[tuple[str, list[str]]]:
+    """One episode per environment, each run of ``group_size`` environments on one prompt;
+    return ``(prompt, completions)`` per group (rows that end early idle until all end)."""
+    options = group_reset_options(len(envs.unwrapped.prompts), envs.num_envs, group_size, seed)
+    observation, _ = envs.reset(seed=seed, options=options)
+    completions: list[str | None] = [None] * envs.num_envs
+    prompts: list[str | None] = [None] * envs.num_envs
+    while any(c is None for c in completions):
+        observation, _, terminated, truncated, info = envs.step(sampler.act(observation))
+        for row in np.flatnonzero(terminated | truncated):
+            if completions[row] is None:
+                prompts[row], completions[row] = info["prompt"][row], info["completion"][row]
+    return [
+        (str(prompts[start]), [str(c) for c in completions[start : start + group_size]])
+        for start in range(0, envs.num_envs, group_size)
+    ]
 
 
 def _pick(values, row: int):

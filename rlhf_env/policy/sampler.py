@@ -2,9 +2,10 @@
 
 It is the agent side of a rollout: one single-token forward of the policy per step for all
 environments. It keeps one cache row per environment and follows the observations: a row whose
-observation is its cached tokens plus one new token is extended by that token; any other row
-(a new episode after reset or autoreset) is re-encoded from its observation. Only the sampled
-token and its log-prob leave the sampler, never the vocabulary-sized logits.
+observation is its cached tokens plus new ones (the last action, and in a multi-turn episode the
+tokens the environment appended after it) is extended by them, in one forward for all rows;
+any other row (a new episode after reset or autoreset) is re-encoded from its observation. Only
+the sampled token and its log-prob leave the sampler, never the vocabulary-sized logits.
 
 Sampling is from ``softmax(logits / temperature)`` and the returned log-prob is of that same
 distribution, so it is exactly ``π_old`` of docs/formulation.md eq. 1 (no top-k/top-p, which
@@ -56,23 +57,18 @@ class LMSampler:
 
     def _follow(self, streams: list[np.ndarray]) -> None:
         """Bring every cache row up to date with the observed token streams."""
-        extend = torch.zeros(self.num_envs, dtype=torch.bool)
-        new_tokens = torch.zeros(self.num_envs, dtype=torch.long)
+        runs: list[list[int]] = [[] for _ in streams]
         restart = []
         for row, stream in enumerate(streams):
             cached = self._cached[row]
-            if cached is not None and len(stream) == len(cached) and np.array_equal(stream, cached):
-                continue
             if (
                 cached is not None
-                and len(stream) == len(cached) + 1
-                and np.array_equal(stream[:-1], cached)
+                and len(stream) >= len(cached)
+                and np.array_equal(stream[: len(cached)], cached)
             ):
-                extend[row] = True
-                new_tokens[row] = int(stream[-1])
+                runs[row] = stream[len(cached) :].tolist()
             else:
                 restart.append(row)
             self._cached[row] = stream.copy()
-        if extend.any():
-            self.kv.append(new_tokens, extend)
+        self.kv.extend([[] if row in restart else run for row, run in enumerate(runs)])
         self.kv.reset_rows(restart, [streams[row].tolist() for row in restart])

@@ -59,6 +59,9 @@ class VLLMEngine:
         tokenizer: its tokenizer (saved beside the weights for vLLM).
         max_model_len: longest prompt + response, in tokens.
         max_num_seqs: most sequences generated in one batch.
+        block_size: tokens per block of the engine's KV cache (vLLM's default: 128 on CPU); the
+            prefix cache reuses whole blocks, so a multi-turn episode's next turn re-encodes
+            only the tokens past its last full block.
         kv_cache_bytes: bound of the engine's KV cache (vLLM takes ~10 GiB by default on CPU).
         folder: where the initial weights are written for vLLM to load (a temporary folder
             under ``.cache/rlhf_env/engines`` by default, removed by :meth:`close`).
@@ -75,6 +78,7 @@ class VLLMEngine:
         *,
         max_model_len: int,
         max_num_seqs: int,
+        block_size: int | None = None,
         kv_cache_bytes: int = 256 * 2**20,
         folder: Path | None = None,
         dtype: str = "float32",
@@ -107,6 +111,8 @@ class VLLMEngine:
                 kv_cache_memory_bytes=kv_cache_bytes,
                 max_model_len=max_model_len,
                 max_num_seqs=max_num_seqs,
+                block_size=block_size,
+                enable_prefix_caching=True,  # a multi-turn episode's next turn reuses its prefix
                 seed=seed,
                 logprobs_mode="processed_logprobs",
             )
@@ -115,19 +121,20 @@ class VLLMEngine:
             torch.set_num_threads(threads)
         vocab = policy.get_output_embeddings().weight.shape[0]
         self.probe = [int(t) for t in np.random.default_rng(seed).integers(vocab, size=12)]
+        self.cached_tokens: list[int] = []  # per prompt of the last generate: prefix-cache hits
 
     def generate(
         self,
         prompts: list[list[int]],
         seeds: list[int],
         *,
-        max_tokens: int,
+        max_tokens: int | list[int],
         stop_ids: set[int],
         temperature: float = 1.0,
     ) -> list[tuple[list[int], list[float]]]:
         """(tokens, log-probs) of one sampled response per prompt, log-probs of
         ``softmax(logits / temperature)`` (no top-k/top-p). A response ends with a stop id or
-        after ``max_tokens``."""
+        after ``max_tokens`` (one for all prompts, or one each)."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -136,18 +143,21 @@ class VLLMEngine:
                 temperature=temperature,
                 top_p=1.0,
                 top_k=0,
-                max_tokens=max_tokens,
+                max_tokens=budget,
                 logprobs=0,
                 seed=seed,
                 stop_token_ids=sorted(stop_ids),
                 ignore_eos=True,
                 detokenize=False,
             )
-            for seed in seeds
+            for seed, budget in zip(
+                seeds, max_tokens if isinstance(max_tokens, list) else [max_tokens] * len(seeds)
+            )
         ]
         outputs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=False
         )
+        self.cached_tokens = [output.num_cached_tokens or 0 for output in outputs]
         responses = []
         for output in outputs:
             completion = output.outputs[0]
@@ -227,10 +237,15 @@ def policy_logprobs(policy: torch.nn.Module, tokens: list[int]) -> np.ndarray:
 class VLLMSampler:
     """:class:`~rlhf_env.policy.sampler.LMSampler`'s interface over a :class:`VLLMEngine`.
 
-    Serves one response per environment row, as the env runner samples (each ``sample()`` runs
+    Serves one episode per environment row, as the env runner samples (each ``sample()`` runs
     one episode per environment with a fresh sampler): at the first ``act`` all rows' responses
     are generated in one batch; each ``act`` then returns the next token of each row's
-    response. After its response a row gets an end token with log-prob 0, an action the
+    response. In a multi-turn episode a response is one turn, ending at one of ``stop_ids``
+    (EOS and the task's turn ends): when a row's observation shows the whole turn followed by
+    the environment's reply, the row's next turn is generated from that observation (rows
+    that need one at the same step in one batch), within what is left of ``max_new_tokens``.
+    The engine's prefix cache holds the earlier turns' blocks, so only the new tokens are
+    encoded. After its episode a row gets an end token with log-prob 0, an action the
     environment does not use (it autoresets the row on that step) or that belongs to an episode
     the runner ignores.
     """
@@ -251,34 +266,62 @@ class VLLMSampler:
         self.stop_ids, self.max_new_tokens = set(stop_ids), max_new_tokens
         self.temperature = temperature
         self.seeds = np.random.SeedSequence(seed).generate_state(num_envs).tolist()
-        self._responses: list[tuple[list[int], list[int], list[float]]] = []
+        self._prompt_length: list[int] = []  # each row's episode prompt
+        self._turns: list[tuple[list[int], list[int], list[float]]] = []  # (start, tokens, lps)
         self._served = [0] * num_envs
+        self._turn_index = [0] * num_envs
 
     def act(self, observation: dict[str, np.ndarray]) -> list[TokenAction]:
         ids, lengths = observation["input_ids"], observation["attention_mask"].sum(axis=1)
         streams = [ids[row, : lengths[row]].tolist() for row in range(self.num_envs)]
-        if not self._responses:
-            generated = self.engine.generate(
-                streams,
-                self.seeds,
-                max_tokens=self.max_new_tokens,
-                stop_ids=self.stop_ids,
-                temperature=self.temperature,
+        if not self._turns:
+            self._prompt_length = [len(stream) for stream in streams]
+            self._turns = [([], [], [])] * self.num_envs
+            self._generate(list(range(self.num_envs)), streams)
+        else:
+            self._generate(
+                [r for r in range(self.num_envs) if self._next_turn(r, streams[r])], streams
             )
-            for row, (tokens, _) in enumerate(generated):
-                if tokens[-1] not in self.stop_ids and len(tokens) != self.max_new_tokens:
-                    raise RuntimeError(
-                        f"the engine ended row {row}'s response after {len(tokens)} tokens with "
-                        f"token {tokens[-1]}, neither an end token {sorted(self.stop_ids)} nor "
-                        f"at max_new_tokens={self.max_new_tokens}: the episode would go on"
-                    )
-            self._responses = [(stream, *response) for stream, response in zip(streams, generated)]
         return [self._next(row, streams[row]) for row in range(self.num_envs)]
 
+    def _next_turn(self, row: int, stream: list[int]) -> bool:
+        """Whether the row's observation is its whole last turn plus the environment's reply."""
+        start, tokens, _ = self._turns[row]
+        served = start + tokens
+        return (
+            self._served[row] == len(tokens)
+            and tokens[-1] in self.stop_ids
+            and len(stream) > len(served)
+            and stream[: len(served)] == served
+        )
+
+    def _generate(self, rows: list[int], streams: list[list[int]]) -> None:
+        """Each row's next turn from its observation, in one batched engine call."""
+        if not rows:
+            return
+        budgets = [self.max_new_tokens - (len(streams[r]) - self._prompt_length[r]) for r in rows]
+        generated = self.engine.generate(
+            [streams[r] for r in rows],
+            [(self.seeds[r] + 7_919 * self._turn_index[r]) % 2**32 for r in rows],
+            max_tokens=budgets,
+            stop_ids=self.stop_ids,
+            temperature=self.temperature,
+        )
+        for row, budget, (tokens, logprobs) in zip(rows, budgets, generated):
+            if tokens[-1] not in self.stop_ids and len(tokens) != budget:
+                raise RuntimeError(
+                    f"the engine ended row {row}'s response after {len(tokens)} tokens with "
+                    f"token {tokens[-1]}, neither an end token {sorted(self.stop_ids)} nor "
+                    f"at max_new_tokens={self.max_new_tokens}: the episode would go on"
+                )
+            self._turns[row] = (streams[row], tokens, logprobs)
+            self._served[row] = 0
+            self._turn_index[row] += 1
+
     def _next(self, row: int, stream: list[int]) -> TokenAction:
-        prompt, tokens, logprobs = self._responses[row]
+        start, tokens, logprobs = self._turns[row]
         served = self._served[row]
-        if stream == prompt + tokens[:served] and served < len(tokens):
+        if stream == start + tokens[:served] and served < len(tokens):
             self._served[row] += 1
             return TokenAction(tokens[served], logprobs[served])
         if served < len(tokens):
@@ -288,7 +331,7 @@ class VLLMSampler:
                 f"{sorted(self.stop_ids)} and after {self.max_new_tokens} tokens, which must "
                 "match the environment's"
             )
-        # The response is over: the environment autoresets the row on this step (or the row is
+        # The episode is over: the environment autoresets the row on this step (or the row is
         # on an episode the runner ignores), so the action is not used.
         return TokenAction(min(self.stop_ids), 0.0)
 

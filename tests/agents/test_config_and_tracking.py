@@ -130,6 +130,10 @@ def test_eval_cli_compares_trained_and_initial(tmp_path, ray_session):
     assert result.exit_code == 0, result.output
     assert "initial" in result.output and "trained" in result.output
     assert "kl_per_token" in result.output
+    # --reward scores with another plugin than the run's (the run's config is left as it was).
+    rescored = runner.invoke(main, ["eval", str(tmp_path / "ppo_tiny"), "--reward", "nosuch"])
+    assert rescored.exit_code != 0 and "nosuch" in rescored.output
+    assert "nosuch" not in (tmp_path / "ppo_tiny" / "config.yaml").read_text()
 
 
 def test_help_config_lists_keys():

@@ -109,3 +109,36 @@ def test_offline_dpo_learns_and_resumes_exactly(offline_config):
     ]
     for p, q in zip(*(m.parameters() for m in exported)):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-5)
+
+
+def test_pair_tables_from_the_labelling_database(tmp_path):
+    """Offline DPO reads `rlhf-env label`'s database by its URL: every ranked judgment, a
+    ranking of 3 as its 3 ordered pairs, with the held-out split by comparison."""
+    from agents.core.config import load_config
+    from rlhf_env.data.judgments import Comparison, JudgmentStore
+
+    url = f"sqlite:///{tmp_path / 'labels.db'}"
+    store = JudgmentStore(url)
+    rows = [json.loads(line) for line in open(sentiment_pairs(tmp_path / "p.jsonl", n=20))]
+    for row in rows:
+        shown = Comparison(row["prompt"], (row["rejected"], row["chosen"]), "tiny", "t", {})
+        store.record(shown, "ann", "ranked", [1, 0])
+    store.record(Comparison("the plot", (" so good", " so bad", " so dull"), "tiny", "t", {}),
+                 "ann", "ranked", [0, 2, 1])  # fmt: skip
+    store.record(Comparison("the film", (" good", " bad"), "tiny", "t", {}), "ann", "tie")
+    config = load_config(
+        "configs/dpo_offline.yaml",
+        [
+            "task.id=rlhf_env/Tiny-v0",
+            "task.overrides={}",
+            f"dpo.dataset={url}",
+            f"run.output_dir={tmp_path}",
+            "run.wandb=disabled",
+        ],
+    )
+    algorithm = get_algorithm("dpo_offline")
+    algorithm.prepare(config)
+    paths = algorithm.table_paths(config)
+    train_table, test_table = (pq.read_table(paths[s]) for s in ("train", "test"))
+    # 21 ranked comparisons: 0, 10 and 20 (the ranking of 3) held out.
+    assert (train_table.num_rows, test_table.num_rows) == (18, 2 + 3)

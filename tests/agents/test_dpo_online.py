@@ -62,8 +62,23 @@ def test_online_dpo_raises_the_held_out_score(tiny_config):
 
 
 def test_group_size_must_divide_the_environments(tiny_config):
-    with pytest.raises(ValueError, match="must be a multiple of the group size"):
+    with pytest.raises(ValueError, match="must be a multiple of the group size dpo.group_size=4"):
         tiny_config("scale.num_envs_per_env_runner=6", preset=PRESET)
+
+
+@pytest.mark.parametrize(
+    "preset, override, message",
+    [
+        ("ppo_tiny", "ppo.minibatch_episodes=5", "ppo.minibatch_episodes=5 does not split"),
+        ("grpo_tiny", "grpo.minibatch_groups=3", "grpo.minibatch_groups=3 does not split"),
+        ("grpo_tiny", "grpo.group_size=3", "multiple of the group size grpo.group_size=3"),
+    ],
+)
+def test_counts_that_do_not_divide_over_the_learners_are_named(
+    tiny_config, preset, override, message
+):
+    with pytest.raises(ValueError, match=message):
+        tiny_config("scale.num_learners=2", override, preset=f"configs/{preset}.yaml")
 
 
 def test_the_kl_term_holds_the_policy_near_the_reference(tiny_config):

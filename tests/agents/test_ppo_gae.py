@@ -108,3 +108,19 @@ def test_whiten_moments():
     assert masked_mean(w, mask).item() == pytest.approx(0.0, abs=1e-5)
     assert masked_var(w, mask).item() == pytest.approx(1.0, abs=1e-5)
     assert (w[~mask] == 0).all()
+
+
+def test_gae_over_agent_tokens_with_environment_tokens_between_by_hand():
+    """docs/formulation.md eq. 44: a multi-turn row [a0, a1, e, e, a2] (e: the environment's
+    tokens, loss mask 0, garbage rewards and values) is GAE over a0, a1, a2 alone, with the
+    value before a2 (past the environment's tokens) bootstrapping a1."""
+    rewards = torch.tensor([[0.0, 0.5, PAD, PAD, 1.0, PAD]])
+    values = torch.tensor([[0.2, 0.4, PAD, PAD, 0.6, PAD, PAD]])
+    mask = torch.tensor([[1, 1, 0, 0, 1, 0]])
+    advantages, returns = gae(rewards, values, mask, gamma=0.9, lam=0.8)  # γλ = 0.72
+    #   δ(a2) = 1.0 − 0.6 = 0.4                 A(a2) = 0.4
+    #   δ(a1) = 0.5 + 0.9·0.6 − 0.4 = 0.64       A(a1) = 0.64 + 0.72·0.4 = 0.928
+    #   δ(a0) = 0.0 + 0.9·0.4 − 0.2 = 0.16       A(a0) = 0.16 + 0.72·0.928 = 0.82816
+    #   R = A + V = [1.02816, 1.328, 1.0]; 0 at the environment's tokens and the padding
+    torch.testing.assert_close(advantages, torch.tensor([[0.82816, 0.928, 0.0, 0.0, 0.4, 0.0]]))
+    torch.testing.assert_close(returns, torch.tensor([[1.02816, 1.328, 0.0, 0.0, 1.0, 0.0]]))

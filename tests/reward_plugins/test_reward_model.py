@@ -307,3 +307,31 @@ def test_length_grouped_batches_cover_every_row_once():
     grouped = _batches(lengths, 8, torch.Generator().manual_seed(0), True, window=5)
     narrow = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in grouped]
     assert sum(narrow) < sum(spread) / 2
+
+
+def test_train_from_a_labelling_database_and_test_on_fresh_labels(tmp_path, tiny_encoder):
+    """`rlhf-env label`'s database is a preference source; labels made after training are the
+    fresh labels the reward model is tested on (docs/labelling.md)."""
+    from agents.labelling.report import fresh_accuracy, trained_at
+    from rlhf_env.data.judgments import Comparison, JudgmentStore
+
+    url = f"sqlite:///{tmp_path / 'labels.db'}"
+    store = JudgmentStore(url)
+
+    def label(rows: list[dict]) -> None:
+        for i, row in enumerate(rows):
+            # Shown in either order; the labeller picks the "good"/"great" response.
+            responses = (row["chosen"], row["rejected"])[:: 1 if i % 2 else -1]
+            shown = Comparison(row["prompt"], responses, "tiny", "rlhf_env/Tiny-v0", {"k": 2})
+            best = responses.index(row["chosen"])
+            store.record(shown, "ann", "ranked", [best, 1 - best])
+
+    label(synthetic_pairs(120))
+    summary = train_reward_model(tiny_config(tmp_path, url, tiny_encoder), progress=False)
+    assert summary["train_rows"] == 108 and summary["test_rows"] == 12
+    assert summary["accuracy_after"] >= 0.9
+    store.record(Comparison("p", (" a", " b"), "tiny", "t", {}), "ann", "tie")
+    label(synthetic_pairs(40, seed=1))
+    result = fresh_accuracy(store.judgments(), summary["path"])
+    assert result["labels"] == 40 and result["since"] == trained_at(summary["path"]).isoformat()
+    assert result["accuracy"] >= 0.9
