@@ -25,6 +25,7 @@ from rewards.builtin.sentiment import vader
 
 BUILTINS = [
     "embedding_similarity",
+    "guess_number",
     "instruction_content",
     "instruction_format",
     "instruction_length",
