@@ -97,6 +97,15 @@ class LLMEnvRunner(SingleAgentEnvRunner):
         if COMPONENT_RL_MODULE in state:
             self._engine_stale = True
 
+    def load_restored_weights(self, state) -> None:
+        """Take the weights of a learner restored from a checkpoint. RLlib's ``set_state``
+        ignores weights whose sequence number is not newer than the runner's, so after a
+        rollback to an older checkpoint it would keep sampling the drifted weights (and the
+        next updates' too, until the restored learner's count caught up): forget the runner's
+        number first, then take the learner's weights and number."""
+        self._weights_seq_no = 0
+        self.set_state(state)
+
     @property
     def engine_kind(self) -> str:
         """``hf`` (KV-cached ``transformers`` sampler) or ``vllm``, from the module's config."""

@@ -6,10 +6,17 @@ mean repetition rate, their mean length and, for a composite reward, the share o
 weighted contributions that one component holds. A KL spike (eq. 42) makes the training step
 skip that iteration's update. The driver's :class:`Guard` then reads the iteration's record and
 acts: on a spike it raises β, and after ``strikes`` spikes in a row it rolls the policy back to
-the last checkpoint; on entropy collapse or a hacking signal (diversity lost, repetition, the
+the last *good* checkpoint; on entropy collapse or a hacking signal (diversity lost, repetition, the
 length drifting from the reference policy's, one reward component dominating) it warns, raises
 β (``repair``) or stops the run. Each event is a ``guard/*`` metric, a W&B alert and one console
 line saying what happened and what was done.
+
+A checkpoint is good once the batch sampled from its weights is calm: the weights saved after
+iteration t are first measured by iteration t + 1's batch, so a checkpoint stays a *candidate*
+until then, and a spike in that batch discards it (a checkpoint saved during a spike streak holds
+the drifted weights). A rollback restores the last good checkpoint; when the policy spikes into
+a rollback again ``max_rollbacks`` times before a new checkpoint proves good, or no checkpoint is
+good yet, rolling back does not repair the run and the guard stops it.
 """
 
 from __future__ import annotations
@@ -33,7 +40,10 @@ class GuardConfig:
     beta_raise: float = _f(2.0, "β is multiplied by this on a spike or a repair...")
     beta_floor: float = _f(0.05, "... and raised to at least this (a β of 0 included).")
     strikes: int = _f(
-        3, "Spikes in a row after which the policy rolls back to the last checkpoint."
+        3, "Spikes in a row after which the policy rolls back to the last good checkpoint."
+    )
+    max_rollbacks: int = _f(
+        2, "Rollbacks to one good checkpoint after which a new streak stops the run."
     )
     entropy_floor: float = _f(0.05, "Entropy collapse: mean token entropy (nats) below this.")
     distinct2_floor: float = _f(
@@ -56,8 +66,10 @@ class GuardConfig:
     def __post_init__(self) -> None:
         if self.on_hacking not in ACTIONS:
             raise ValueError(f"guard.on_hacking must be one of {ACTIONS}, got {self.on_hacking!r}")
-        if self.beta_raise < 1 or self.strikes < 1:
-            raise ValueError("guard.beta_raise must be >= 1 and guard.strikes >= 1")
+        if self.beta_raise < 1 or self.strikes < 1 or self.max_rollbacks < 0:
+            raise ValueError(
+                "guard.beta_raise must be >= 1, guard.strikes >= 1 and guard.max_rollbacks >= 0"
+            )
 
     def spike_threshold(self, kl_target: float) -> float:
         """The KL per token above which a batch is a spike (eq. 42)."""
@@ -91,24 +103,33 @@ class Guard:
     config: GuardConfig
     strikes: int = 0
     reference_length: float | None = None  # the first iteration's: the policy is the reference
+    candidate: str | None = None  # the last checkpoint saved, not yet measured
+    good: str | None = None  # the last checkpoint whose weights sampled a calm batch
+    rollbacks: int = 0  # rollbacks to ``good`` so far
 
     def check(self, record: dict, entropy: float | None) -> list[tuple[str, str]]:
-        """``(event, action)`` pairs of this iteration: action ``raise_beta``, ``rollback``,
-        ``stop`` or ``warn``; also adds the ``guard/*`` flags and the length drift to the
-        record."""
+        """``(event, action)`` pairs of this iteration: action ``raise_beta``, ``rollback``
+        (to :attr:`good`), ``stop`` or ``warn``; also adds the ``guard/*`` flags and the length
+        drift to the record."""
         if not self.config.enabled:
             return []
         events = []
         if record.get("guard/kl_spike"):
+            self.candidate = None  # its weights sampled this spike
             self.strikes += 1
-            action = "rollback" if self.strikes >= self.config.strikes else "raise_beta"
-            events.append(
-                (f"KL spike: {record['guard/kl']:.3f} per token (update skipped)", action)
-            )
-            if action == "rollback":
+            happened = f"KL spike: {record['guard/kl']:.3f} per token (update skipped)"
+            if self.strikes < self.config.strikes:
+                events.append((happened, "raise_beta"))
+            elif self.good is None or self.rollbacks >= self.config.max_rollbacks:
+                events.append((self._why_not_rolled_back(happened), "stop"))
+            else:
                 self.strikes = 0
+                self.rollbacks += 1
+                events.append((happened, "rollback"))
         else:
             self.strikes = 0
+            if self.candidate is not None:
+                self.good, self.candidate, self.rollbacks = self.candidate, None, 0
         length = record.get("reward/response_length")
         if length is not None:
             self.reference_length = self.reference_length or length
@@ -117,8 +138,22 @@ class Guard:
         action = {"warn": "warn", "repair": "raise_beta", "stop": "stop"}[hacking]
         for flag, happened in self._hacking_signals(record, entropy):
             record[flag] = 1.0
-            events.append((happened, action))
+            events.append((f"{happened} (guard.on_hacking={hacking})", action))
         return events
+
+    def _why_not_rolled_back(self, happened: str) -> str:
+        streak = f"{happened}, {self.strikes} in a row"
+        if self.good is None:
+            return f"{streak}, and no checkpoint has sampled a calm batch yet to roll back to"
+        return (
+            f"{streak}, after {self.rollbacks} rollback(s) to {self.good}: rolling back does "
+            "not repair the run (lower the learning rate or raise kl.init_coef)"
+        )
+
+    def saved(self, checkpoint: str) -> None:
+        """A checkpoint was just written: it becomes good if the next batch is calm."""
+        if self.config.enabled:
+            self.candidate = checkpoint
 
     def _hacking_signals(self, record: dict, entropy: float | None):
         c = self.config
@@ -149,7 +184,14 @@ class Guard:
         return max(beta * self.config.beta_raise, self.config.beta_floor)
 
     def state_dict(self) -> dict:
-        return {"strikes": self.strikes, "reference_length": self.reference_length}
+        return {
+            "strikes": self.strikes,
+            "reference_length": self.reference_length,
+            "candidate": self.candidate,
+            "good": self.good,
+            "rollbacks": self.rollbacks,
+        }
 
     def load_state_dict(self, state: dict) -> None:
-        self.strikes, self.reference_length = state["strikes"], state["reference_length"]
+        for name, value in state.items():
+            setattr(self, name, value)

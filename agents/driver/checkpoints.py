@@ -16,6 +16,9 @@ import json
 import shutil
 from pathlib import Path
 
+from ray.rllib.core import COMPONENT_LEARNER, COMPONENT_RL_MODULE, DEFAULT_MODULE_ID
+from ray.rllib.utils.metrics import WEIGHTS_SEQ_NO
+
 from agents.core.lora import is_lora, merged_copy
 from agents.driver.weights import current_policy
 
@@ -25,11 +28,18 @@ POLICY = "policy"
 
 
 def save_checkpoint(
-    algo, iteration: int, run_dir: Path, *, driver_state: dict, model_spec: str, keep: int
+    algo,
+    iteration: int,
+    run_dir: Path,
+    *,
+    driver_state: dict,
+    model_spec: str,
+    keep: int,
+    protect: str | None = None,
 ) -> Path:
     """RLlib state + the driver's state (KL controller, guard) + exported policy; keep the
-    newest ``keep`` (0: all)."""
-    final = run_dir / CHECKPOINTS / f"iter_{iteration:06d}"
+    newest ``keep`` (0: all) and the checkpoint named ``protect`` (the guard's last good one)."""
+    final = run_dir / CHECKPOINTS / checkpoint_name(iteration)
     partial = final.with_name(final.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     algo.save_to_path(str((partial / "algorithm").resolve()))
@@ -39,13 +49,26 @@ def save_checkpoint(
     partial.rename(final)
     if keep > 0:
         for old in checkpoints(run_dir)[:-keep]:
-            shutil.rmtree(old)
+            if old.name != protect:
+                shutil.rmtree(old)
     return final
 
 
 def restore_checkpoint(algo, checkpoint: Path) -> dict:
-    """Restore RLlib's state; return the driver's (``iteration`` and what it saved)."""
+    """Restore RLlib's state and hand the restored weights to every env runner (see
+    :meth:`~agents.core.env_runner.LLMEnvRunner.load_restored_weights`: RLlib's own sync skips
+    a checkpoint older than the runners' weights, which a guard rollback is); return the
+    driver's state (``iteration`` and what it saved)."""
     algo.restore_from_path(str((checkpoint / "algorithm").resolve()))
+    if algo.env_runner_group is not None:
+        module = f"{COMPONENT_LEARNER}/{COMPONENT_RL_MODULE}/{DEFAULT_MODULE_ID}"
+        state = algo.learner_group.get_state(components=[module], inference_only=True)
+        weights = {
+            key: state[COMPONENT_LEARNER][key] for key in (COMPONENT_RL_MODULE, WEIGHTS_SEQ_NO)
+        }
+        algo.env_runner_group.foreach_env_runner(
+            lambda runner: runner.load_restored_weights(weights), local_env_runner=True
+        )
     return json.loads((checkpoint / DRIVER_STATE).read_text())
 
 
@@ -69,6 +92,10 @@ def checkpoints(run_dir: Path) -> list[Path]:
         for p in (run_dir / CHECKPOINTS).glob("iter_*")
         if not p.name.endswith(".partial") and (p / DRIVER_STATE).exists()
     )
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"iter_{iteration:06d}"
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -33,7 +33,13 @@ from agents.core.errors import GuardStop, TrainingInterrupted
 from agents.core.guard import Guard
 from agents.core.registry import get_algorithm
 from agents.core.tracking import Tracker
-from agents.driver.checkpoints import latest_checkpoint, restore_checkpoint, save_checkpoint
+from agents.driver.checkpoints import (
+    CHECKPOINTS,
+    checkpoint_name,
+    latest_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from agents.driver.evaluation import Evaluator
 from agents.driver.results import iteration_record
 from agents.driver.weights import current_policy
@@ -119,6 +125,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
         if _due(step, config.run.eval_every, config.run.iterations):
             _evaluate(evaluator, current_policy(algo), tracker, run_dir, step)
         if _due(step, config.run.checkpoint_every, config.run.iterations):
+            guard.saved(checkpoint_name(step))
             save_checkpoint(
                 algo,
                 step,
@@ -129,6 +136,7 @@ def train(config: TrainConfig, *, progress: bool = True) -> list[dict]:
                 },
                 model_spec=config.model,
                 keep=config.run.keep_checkpoints,
+                protect=guard.good,
             )
         bar.set_postfix(
             {key.split("/")[-1]: f"{record[key]:+.4f}" for key in PROGRESS_KEYS if key in record}
@@ -147,7 +155,7 @@ def _act_on_guard(
     guard: Guard, record: dict, algo, controller, tracker: Tracker, run_dir: Path
 ) -> str | None:
     """Apply the guard's decisions on this iteration (docs: agents/core/guard.py): raise β, roll
-    the policy back to the last checkpoint, or stop; one console line and one W&B alert per
+    the policy back to the last good checkpoint, or stop; one console line and one W&B alert per
     event. Returns the reason to stop, if any."""
     stop = None
     for happened, action in guard.check(record, record.get(M.ENTROPY)):
@@ -155,17 +163,14 @@ def _act_on_guard(
         if action in ("raise_beta", "rollback"):
             controller.beta = guard.raised(before)
             done = f"raised β from {before:.4g} to {controller.beta:.4g}"
-            last = latest_checkpoint(run_dir) if action == "rollback" else None
-            if last is not None:
-                restore_checkpoint(algo, last)
-                done = f"rolled the policy back to {last.name} and {done}"
-            elif action == "rollback":
-                done = f"no checkpoint to roll back to; {done}"
+            if action == "rollback":
+                restore_checkpoint(algo, run_dir / CHECKPOINTS / guard.good)
+                done = f"rolled the policy back to {guard.good} and {done}"
         elif action == "stop":
-            done = "stopped the run (guard.on_hacking=stop)"
+            done = "stopped the run"
             stop = f"iteration {record['iteration']}: {happened}; {done}"
         else:
-            done = "no action (guard.on_hacking=warn)"
+            done = "no action"
         message = f"iteration {record['iteration']}: {happened}; {done}"
         tqdm.write(f"[guard] {message}")
         tracker.alert("rlhf-env guard", message)

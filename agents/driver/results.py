@@ -7,6 +7,8 @@ KL per token of docs/formulation.md eq. 6.
 
 from __future__ import annotations
 
+import math
+
 from ray.rllib.core import DEFAULT_MODULE_ID
 
 from agents.core import metric_names as M
@@ -22,10 +24,14 @@ def iteration_record(result: dict) -> dict[str, float]:
         **learners.get("__all_modules__", {}),
         **learners.get(DEFAULT_MODULE_ID, {}),
     }
+    # A metric restored from a checkpoint but not logged this iteration (a skipped update's
+    # losses, an absent KL spike) reduces to NaN in RLlib's logger: it did not happen, so drop it.
     record = {
         key: float(value)
         for key, value in learner.items()
-        if key.startswith(M.RECORD_PREFIXES) and not isinstance(value, dict)
+        if key.startswith(M.RECORD_PREFIXES)
+        and not isinstance(value, dict)
+        and not math.isnan(value)
     }
     record[M.ITERATION_S] = float(result["time_this_iter_s"])
     for measured in ("losses/entropy", "grpo/entropy"):  # on the learner's training tokens

@@ -1,11 +1,14 @@
 """Guardrails: the batch signals by hand, the guard's decisions on synthetic records, and a real
-run where every batch is a KL spike (updates skipped, β raised, the policy rolled back)."""
+run that spikes after two calm iterations (updates skipped, β raised, the policy rolled back to
+its last good checkpoint, and the run stopped when rolling back does not repair it)."""
 
 import json
 from types import SimpleNamespace
 
 import pytest
+import torch
 
+from agents.core.errors import GuardStop
 from agents.core.guard import Guard, GuardConfig, batch_signals
 from agents.driver.loop import train
 
@@ -45,19 +48,57 @@ def test_batch_signals_by_hand():
     assert batch_signals(two)["guard/dominance"] == pytest.approx(1.6 / 1.8)
 
 
-def test_a_kl_spike_raises_beta_then_rolls_back_after_three_strikes():
-    guard = Guard(GuardConfig(strikes=3))
-    spike = {"iteration": 1, "guard/kl_spike": 1.0, "guard/kl": 0.9}
-    assert guard.check(dict(spike), None) == [
+SPIKE = {"iteration": 1, "guard/kl_spike": 1.0, "guard/kl": 0.9}
+CALM = {"iteration": 1, "guard/kl": 0.01}
+
+
+def actions(guard, record):
+    return [action for _, action in guard.check(dict(record), None)]
+
+
+def test_a_kl_spike_raises_beta_then_rolls_back_to_the_last_good_checkpoint():
+    guard = Guard(GuardConfig(strikes=3, max_rollbacks=2))
+    guard.saved("iter_000002")
+    assert actions(guard, CALM) == []  # iter_000002's weights sampled a calm batch: good
+    assert guard.good == "iter_000002"
+    guard.saved("iter_000004")  # saved after an update no batch has measured yet
+    assert guard.check(dict(SPIKE), None) == [
         ("KL spike: 0.900 per token (update skipped)", "raise_beta")
     ]
-    assert guard.check(dict(spike), None)[0][1] == "raise_beta"
-    assert guard.check(dict(spike), None)[0][1] == "rollback"  # the third in a row
-    assert guard.strikes == 0
-    guard.check(dict(spike), None)
-    guard.check({"iteration": 5, "guard/kl": 0.01}, None)  # a calm batch resets the count
-    assert guard.strikes == 0
+    assert guard.candidate is None and guard.good == "iter_000002"  # iter_000004 drifted
+    guard.saved("iter_000006")  # saved during the streak: the drifted weights, never good
+    assert actions(guard, SPIKE) == ["raise_beta"]
+    assert actions(guard, SPIKE) == ["rollback"]  # the third in a row
+    assert (guard.strikes, guard.rollbacks, guard.good) == (0, 1, "iter_000002")
+    assert actions(guard, SPIKE) == ["raise_beta"]
+    assert actions(guard, CALM) == [] and guard.strikes == 0  # a calm batch resets the count
+    assert guard.rollbacks == 1  # no new checkpoint proved good since the rollback
     assert guard.raised(0.0) == 0.05 and guard.raised(0.1) == 0.2
+
+
+def test_spikes_that_rolling_back_does_not_repair_stop_the_run():
+    guard = Guard(GuardConfig(strikes=2, max_rollbacks=1))
+    assert actions(guard, SPIKE) == ["raise_beta"]
+    happened, action = guard.check(dict(SPIKE), None)[0]
+    assert action == "stop" and "no checkpoint has sampled a calm batch yet" in happened
+    guard = Guard(GuardConfig(strikes=2, max_rollbacks=1), good="iter_000002")
+    assert [actions(guard, SPIKE) for _ in range(2)] == [["raise_beta"], ["rollback"]]
+    assert actions(guard, SPIKE) == ["raise_beta"]
+    happened, action = guard.check(dict(SPIKE), None)[0]
+    assert action == "stop"
+    assert "after 1 rollback(s) to iter_000002: rolling back does not repair" in happened
+    # a new checkpoint that proves good starts the count again
+    guard = Guard(GuardConfig(strikes=1, max_rollbacks=1), good="iter_000002", rollbacks=1)
+    guard.saved("iter_000008")
+    assert actions(guard, CALM) == [] and (guard.good, guard.rollbacks) == ("iter_000008", 0)
+    assert actions(guard, SPIKE) == ["rollback"]
+
+
+def test_the_guard_state_round_trips():
+    guard = Guard(GuardConfig(), strikes=2, candidate="iter_000004", good="iter_000002")
+    restored = Guard(GuardConfig())
+    restored.load_state_dict(guard.state_dict())
+    assert restored == guard
 
 
 def test_a_repetitive_batch_triggers_the_hacking_signal():
@@ -81,25 +122,43 @@ def test_a_repetitive_batch_triggers_the_hacking_signal():
     assert Guard(GuardConfig(enabled=False)).check({"guard/kl_spike": 1.0}, 0.0) == []
 
 
-def test_every_batch_a_spike_skips_updates_raises_beta_and_rolls_back(tiny_config, capsys):
-    """A negative KL cap makes every batch a spike (a synthetic one). (Not -1: RLlib drops
-    config attributes equal to its DEPRECATED_VALUE, -1.)"""
-    config = tiny_config(
-        "run.iterations=4",
-        "run.checkpoint_every=1",
-        "run.eval_episodes=0",
+def test_a_real_run_rolls_back_to_its_good_checkpoint_then_stops(tiny_config, capsys):
+    """Two calm iterations (iter_000001 proves good when iteration 2 samples calmly), then the
+    same run resumed with a negative KL cap, which makes every batch a spike (not -1: RLlib drops
+    config attributes equal to its DEPRECATED_VALUE, -1): updates are skipped, β raised, the
+    policy restored to iter_000001, and the run stopped when the spikes come back."""
+    from safetensors.torch import load_file
+
+    common = ["run.checkpoint_every=1", "run.keep_checkpoints=0", "run.eval_episodes=0"]
+    common += [
         "kl.controller=fixed",
         "kl.init_coef=0.01",
-        "guard.kl_cap=-0.5",
-        "guard.strikes=3",
-    )
-    records = train(config, progress=False)
-    assert all(r["guard/kl_spike"] == 1.0 for r in records)
-    assert not any("losses/actor_loss" in r for r in records)  # no update ran
-    betas = [r["policy/kl_coef"] for r in records]
-    assert betas == [0.01, 0.05, 0.1, 0.2]  # raised after every spike, from the floor up
+        "guard.strikes=2",
+        "guard.max_rollbacks=1",
+    ]
+    calm = train(tiny_config(*common, "run.iterations=2"), progress=False)
+    assert not any(r.get("guard/kl_spike") for r in calm)
+    config = tiny_config(*common, "run.iterations=8", "guard.kl_cap=-0.5")
+    with pytest.raises(GuardStop, match="after 1 rollback.s. to iter_000001: rolling back"):
+        train(config, progress=False)
+    records = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").open()]
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert not any("losses/actor_loss" in r for r in records[2:])  # every update skipped
+    assert [r["policy/kl_coef"] for r in records[2:]] == [0.01, 0.05, 0.1, 0.2]
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[guard]")]
     assert len(lines) == 4
-    assert "rolled the policy back to iter_000002 and raised β from 0.1 to 0.2" in lines[2]
-    saved = json.loads((config.run_dir / "checkpoints" / "iter_000004" / "driver.json").read_text())
-    assert saved["guard"]["strikes"] == 1  # the fourth spike, counted after the rollback
+    assert "rolled the policy back to iter_000001 and raised β from 0.05 to 0.1" in lines[1]
+    assert "stopped the run" in lines[3]
+
+    def weights(iteration):
+        folder = config.run_dir / "checkpoints" / f"iter_{iteration:06d}" / "policy"
+        return load_file(folder / "model.safetensors")
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    # iteration 2 updated the policy; 3-4 skipped their updates; 4 restored iteration 1's
+    assert not same(weights(1), weights(2)) and same(weights(2), weights(3))
+    assert same(weights(1), weights(4)) and same(weights(1), weights(6))
+    saved = json.loads((config.run_dir / "checkpoints" / "iter_000006" / "driver.json").read_text())
+    assert saved["guard"]["good"] == "iter_000001" and saved["guard"]["rollbacks"] == 1
