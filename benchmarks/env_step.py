@@ -3,6 +3,9 @@
 What it shows
 - Steps per second of the batched environment (reference model on, KV-cached) at prefix length
   16 and 256, and their ratio: a flat cost per step gives a ratio near 1 (target <= 1.5).
+- Steps per second at prefix 16 without a reference model (``reference=False``, β = 0: what
+  GRPO/PPO with the KL term off get), against the same with the reference: the reference forward
+  is most of a step, so the ratio is well above 1.
 - Tokens per second of a full rollout (KV-cached policy sampler + environment with its reference
   model) relative to plain ``transformers`` ``generate`` of the same model, batch, prompts and
   length, measured in this run (target >= 0.45: the rollout runs two models, generate one).
@@ -31,7 +34,7 @@ from rlhf_env.data.models import load_causal_lm, load_tokenizer
 from rlhf_env.policy.sampler import LMSampler
 
 
-def make_envs(model, tokenizer, batch: int, max_new_tokens: int, max_prompt_tokens: int):
+def make_envs(model, tokenizer, batch: int, max_new_tokens: int, max_prompt_tokens: int, **task):
     return gym.make_vec(
         "rlhf_env/TextGen-v0",
         num_envs=batch,
@@ -42,6 +45,7 @@ def make_envs(model, tokenizer, batch: int, max_new_tokens: int, max_prompt_toke
         reward="vader",
         max_new_tokens=max_new_tokens,
         max_prompt_tokens=max_prompt_tokens,
+        **task,
     )
 
 
@@ -53,9 +57,11 @@ def prompt_of_length(tokenizer, length: int) -> str:
     return text
 
 
-def env_steps_per_second(model, tokenizer, prefix: int, batch: int, steps: int) -> float:
+def env_steps_per_second(model, tokenizer, prefix: int, batch: int, steps: int, **task) -> float:
     """Environment-only steps/s (reference forward + bookkeeping) with random supplied actions."""
-    envs = make_envs(model, tokenizer, batch, max_new_tokens=steps + 8, max_prompt_tokens=prefix)
+    envs = make_envs(
+        model, tokenizer, batch, max_new_tokens=steps + 8, max_prompt_tokens=prefix, **task
+    )
     envs.reset(seed=0, options={"prompts": [prompt_of_length(tokenizer, prefix)] * batch})
     rng = np.random.default_rng(0)
     low = len(tokenizer.all_special_ids) + 8  # skip special tokens so no episode ends early
@@ -101,6 +107,10 @@ if __name__ == "__main__":
     sps = {p: env_steps_per_second(model, tokenizer, p, args.batch, args.steps) for p in (16, 256)}
     for prefix, value in sps.items():
         print(f"env steps/s at prefix {prefix:3d}: {value:8.2f}  (batch {args.batch})")
+    bare = env_steps_per_second(
+        model, tokenizer, 16, args.batch, args.steps, reference=False, kl_coef=0.0
+    )
+    print(f"env steps/s at prefix  16 without a reference: {bare:8.2f}")
     prompts = (
         ["this movie was", "the acting is", "i think the film", "the music was really"] * args.batch
     )[: args.batch]
@@ -110,5 +120,6 @@ if __name__ == "__main__":
     print(f"transformers generate tokens/s:                         {generate:8.1f}")
     print(
         f"RESULT prefix16/prefix256 step-rate ratio = {sps[16] / sps[256]:.3f} (target <= 1.5); "
-        f"rollout/generate tokens/s ratio = {rollout / generate:.3f} (target >= 0.45)"
+        f"rollout/generate tokens/s ratio = {rollout / generate:.3f} (target >= 0.45); "
+        f"no-reference/reference step-rate ratio = {bare / sps[16]:.2f}"
     )
