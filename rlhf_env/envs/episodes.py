@@ -303,7 +303,11 @@ class EpisodeBatch:
             "prompt": episode.prompt,
             "completion": episode.completion,
             "reward_log": dict(episode.reward_log),
-            "agent_completion": self.tokenizer.decode(episode.tokens, skip_special_tokens=True),
+            "agent_completion": (
+                episode.completion  # single-turn: the stream is the agent's tokens alone
+                if len(episode.stream) == len(episode.tokens)
+                else self.tokenizer.decode(episode.tokens, skip_special_tokens=True)
+            ),
         }
 
     def agent_mask(self, row: int) -> np.ndarray:
