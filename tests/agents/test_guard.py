@@ -162,3 +162,47 @@ def test_a_real_run_rolls_back_to_its_good_checkpoint_then_stops(tiny_config, ca
     assert same(weights(1), weights(4)) and same(weights(1), weights(6))
     saved = json.loads((config.run_dir / "checkpoints" / "iter_000006" / "driver.json").read_text())
     assert saved["guard"]["good"] == "iter_000001" and saved["guard"]["rollbacks"] == 1
+
+
+def test_restored_weights_reach_the_env_runner_and_so_do_later_updates(tiny_config, build_algo):
+    """RLlib's sync skips weights whose sequence number is not newer than the env runner's: an
+    older checkpoint restored mid-run (a rollback) must still reach the runner, and so must the
+    updates after it (the restored learner counts from the checkpoint's number again)."""
+    from ray.rllib.core import DEFAULT_MODULE_ID
+
+    from agents.core.registry import get_algorithm
+    from agents.driver.checkpoints import restore_checkpoint, save_checkpoint
+    from agents.driver.weights import current_policy
+
+    config = tiny_config("run.eval_episodes=0")
+    algorithm, algo = get_algorithm(config.algorithm), build_algo(config)
+
+    def iterate(iteration):
+        algorithm.before_iteration(algo, config, 0.01, iteration)
+        algo.train()
+
+    def runner_weights():
+        return {k: v.clone() for k, v in current_policy(algo).state_dict().items()}
+
+    def learner_weights():
+        state = algo.learner_group.get_weights([DEFAULT_MODULE_ID])[DEFAULT_MODULE_ID]
+        return {k.removeprefix("policy."): torch.as_tensor(v) for k, v in state.items()}
+
+    def same(runner, learner):
+        keys = [k for k in runner if k in learner]
+        return bool(keys) and all(torch.equal(runner[k], learner[k]) for k in keys)
+
+    iterate(0)
+    first = runner_weights()
+    driver = {"kl_controller": {}, "guard": {}}
+    checkpoint = save_checkpoint(
+        algo, 1, config.run_dir, driver_state=driver, model_spec=config.model, keep=0
+    )
+    iterate(1)
+    iterate(2)
+    assert not same(runner_weights(), first)
+    restore_checkpoint(algo, checkpoint)
+    assert same(runner_weights(), first)  # the rollback reached the env runner
+    iterate(3)
+    assert not same(runner_weights(), first)
+    assert same(runner_weights(), learner_weights())  # and the next update did too
