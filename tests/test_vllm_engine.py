@@ -1,6 +1,7 @@
 """The vLLM engine (the ``vllm`` extra): log-probs, stepping the environment, verified weight
 sync."""
 
+import json
 import os
 
 import gymnasium as gym
@@ -162,3 +163,25 @@ def test_ppo_end_to_end_with_the_vllm_engine(tmp_path, task):
     # π_old came from the engine: with verified syncs the first minibatch's ratio is 1, so the
     # measured approximate KL between sampler and learner stays small.
     assert all(r["losses/approx_kl"] < 0.5 for r in records)
+
+
+@pytest.mark.parametrize("engine_kind", ["hf", "vllm"])
+def test_grpo_preset_end_to_end_from_the_command_line(tmp_path, engine_kind):
+    """`rlhf-env train configs/grpo_tiny.yaml` with either engine, as a user runs it (its own
+    process): every iteration samples its groups, updates the policy and saves a checkpoint."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    overrides = [f"run.output_dir={tmp_path}", "run.wandb=disabled", f"engine={engine_kind}"]
+    overrides += [f"task.overrides.model={MODEL}", "run.iterations=2"]
+    command = [str(Path(sys.executable).parent / "rlhf-env"), "train", "configs/grpo_tiny.yaml"]
+    result = subprocess.run([*command, *overrides], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "iteration 2: score" in result.stdout
+    run_dir = tmp_path / "grpo_tiny"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2]
+    assert all(r["perf/episodes"] == 48 for r in records)  # 12 prompts x 4 responses
+    assert all("grpo/kl" in r for r in records)  # the update ran
+    assert (run_dir / "checkpoints" / "iter_000002" / "policy" / "model.safetensors").exists()
