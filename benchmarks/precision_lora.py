@@ -49,17 +49,17 @@ def iteration_seconds(args, precision: str) -> dict:
     return {"seconds": elapsed, "logprob_abs_diff": sum(diffs) / len(diffs)}
 
 
-def _peak_rss(_=None) -> int:
-    """This process's peak resident memory in bytes (run inside an actor)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def actor_peaks(args, lora: int) -> dict:
     """Peak RSS of a remote env runner after sampling one round and of a remote learner after
     one update on those episodes, each its own process."""
     from agents.core.training_step import training_units, update_learners
+
+    def peak_rss(_=None) -> int:
+        """The calling process's peak resident memory in bytes. Defined here, not at module
+        level, so that Ray ships it by value: the actors cannot import this script."""
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
     _, algo = build_benchmark_algo(
         args.model,
@@ -71,10 +71,10 @@ def actor_peaks(args, lora: int) -> dict:
         "scale.threads_per_worker=1",
     )
     episodes, runner = algo.env_runner_group.foreach_env_runner(
-        lambda r: (r.sample(), _peak_rss()), local_env_runner=False
+        lambda r: (r.sample(), peak_rss()), local_env_runner=False
     )[0]
     update_learners(algo.learner_group, training_units(episodes, 1))
-    learner = algo.learner_group.foreach_learner(_peak_rss)[0].get()
+    learner = next(iter(algo.learner_group.foreach_learner(peak_rss))).get()
     algo.stop()
     return {"env runner": runner, "learner": learner}
 

@@ -80,6 +80,8 @@ class LLMEnvRunner(SingleAgentEnvRunner):
     def _share_base_as_reference(self) -> None:
         """With LoRA the environment loads no reference of its own (``reference=False``): its
         reference is the policy's base with the adapters off, one copy of the base weights."""
+        if self.env is None:  # the driver's local runner when remote ones sample: no env
+            return
         if is_lora(self.module.policy) and self.config.share_base_as_reference:
             self.env.unwrapped.batch.set_reference(AdaptersOff(self.module.policy))
 

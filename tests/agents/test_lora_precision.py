@@ -86,6 +86,15 @@ def test_lora_adapters_alone_train_travel_and_the_base_is_the_reference(tiny_con
         )
 
 
+def test_lora_trains_with_a_remote_env_runner(tiny_config):
+    """The driver's local env runner has no environment when remote runners sample: building
+    its LoRA module must not try to share the base with an environment it does not have."""
+    config = tiny_config(*LORA, "scale.num_env_runners=1", "run.iterations=2")
+    records = train(config, progress=False)
+    assert [r["iteration"] for r in records] == [1, 2]
+    assert all("losses/actor_loss" in r for r in records)
+
+
 def test_lora_resume_is_exact_and_the_merged_export_loads_in_plain_transformers(tiny_config):
     straight = train(
         tiny_config(*LORA, "run.name=straight", "run.iterations=4", "run.checkpoint_every=100"),
