@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import shutil
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+ENV = dict(os.environ)  # the commands' environment; --threads sets their torch threads
 SENTIMENT = {
     "task": "rlhf_env/Sentiment-v0",
     "ppo": "configs/ppo_sentiment_quick.yaml",
@@ -57,7 +59,7 @@ def run(log, *command: str) -> str:
     """Run an ``rlhf-env`` command; its output goes to the log and is returned."""
     print("$", " ".join(command), flush=True)
     result = subprocess.run(
-        [str(BIN / "rlhf-env"), *command], capture_output=True, text=True, check=False
+        [str(BIN / "rlhf-env"), *command], capture_output=True, text=True, check=False, env=ENV
     )
     log.write(f"$ rlhf-env {' '.join(command)}\n{result.stdout}{result.stderr}\n")
     log.flush()
@@ -80,7 +82,7 @@ def label(args, log, db: str, policy: str | None, comparisons: int, seed: int) -
     command += ["--policy", policy] if policy else []
     print("$ rlhf-env", " ".join(command), flush=True)
     server = subprocess.Popen(
-        [str(BIN / "rlhf-env"), *command], stdout=log, stderr=subprocess.STDOUT
+        [str(BIN / "rlhf-env"), *command], stdout=log, stderr=subprocess.STDOUT, env=ENV
     )
     vader = SentimentIntensityAnalyzer()
     rng = random.Random(seed)
@@ -133,11 +135,18 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=96)
     parser.add_argument("--out", default="runs/label_loop")
     parser.add_argument("--tiny", action="store_true", help="Tiny task and models (seconds).")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="Torch threads of each command (0: all cores)."
+    )
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = parser.parse_args()
     # Stopped with SIGTERM, still stop the labelling server (the `finally` of label()).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.setup = TINY if args.tiny else SENTIMENT
+    threads = []
+    if args.threads:  # share the cores with another job: every command at this many threads
+        ENV["OMP_NUM_THREADS"] = str(args.threads)
+        threads = [f"scale.threads_per_worker={args.threads}"]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{out / 'labels.db'}"
@@ -157,6 +166,7 @@ def main() -> None:
             log, "train", args.setup["ppo"], f"run.output_dir={out}", "run.name=ppo",
             "run.wandb=disabled",
             f"task.overrides.reward={{name: reward_model, params: {{path: {rm_dir}}}}}",
+            *threads,
         )  # fmt: skip
         evaluation = run(
             log, "eval", str(ppo_dir), "--reward", "vader", "--episodes", str(args.eval_episodes)

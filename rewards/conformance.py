@@ -117,8 +117,10 @@ def _call(
 ) -> list[float | None]:
     """:func:`checked_call` with TRL's keyword arguments, its error reworded as a failed
     ``requirement``."""
+    ids = [list(c.encode()) for c in completions]
     trl_kwargs = {
-        "completion_ids": [list(c.encode()) for c in completions],
+        "completion_ids": ids,
+        "completions_ids": ids,
         "trainer_state": TrainerState(),
         "log_extra": lambda column, values: None,
         "log_metric": lambda name, value: None,

@@ -11,7 +11,9 @@ and adds 0 to a weighted sum. The environment passes what TRL's GRPOTrainer pass
 - ``prompts`` and ``completions``: texts, or for conversational prompts (TRL's conversational
   format) the prompt's messages and a one-message completion
   ``[{"role": "assistant", "content": text}]``;
-- ``completion_ids``: each response's token ids;
+- ``completion_ids``: each response's token ids, also as ``completions_ids`` (the name TRL's
+  reward-function documentation uses, while its trainer passes ``completion_ids``: both forms
+  work here);
 - every extra column of the prompt source, as a list with one value per sample;
 - ``trainer_state``: a :class:`TrainerState` (``global_step``, the training iteration);
 - ``log_extra(column, values)`` and ``log_metric(name, value)``: record per-sample values and a
@@ -35,6 +37,7 @@ REWARD_ARGUMENTS = (
     "prompts",
     "completions",
     "completion_ids",
+    "completions_ids",
     "trainer_state",
     "log_extra",
     "log_metric",

@@ -117,6 +117,22 @@ def test_completion_ids_are_the_response_tokens():
     assert seen == [tokens]  # the end-of-sequence token is part of the response, as in TRL
 
 
+def test_the_documentation_spelling_completions_ids_works_too():
+    """TRL's reward documentation names the argument ``completions_ids``; its trainer passes
+    ``completion_ids``. The environment passes both, so either form runs unchanged."""
+
+    def documented_length(completions_ids, **kwargs):
+        """Longer completions score higher (in token count), the documentation's form."""
+        return [float(len(ids)) for ids in completions_ids]
+
+    env = gym.make("rlhf_env/Tiny-v0", reward=documented_length, max_new_tokens=4).unwrapped
+    env.reset(seed=0)
+    for token in tiny_ids("good", "fun", "<eos>"):
+        *_, info = env.step(token)
+    assert info["score"] == 3.0
+    check_reward(documented_length)
+
+
 def test_global_step_is_settable_on_the_vector_env():
     envs = gym.make_vec("rlhf_env/Tiny-v0", num_envs=2, vectorization_mode="vector_entry_point")
     envs.unwrapped.global_step = 3

@@ -267,10 +267,12 @@ class EpisodeBatch:
             for episode in episodes:
                 episode.reward_log[name] = float(value)
 
+        completion_ids = [list(e.tokens) for e in episodes]
         totals, components = self.reward.score(
             [e.prompt for e in episodes],
             [completion_as(e.prompt, e.completion) for e in episodes],
-            completion_ids=[list(e.tokens) for e in episodes],
+            completion_ids=completion_ids,
+            completions_ids=completion_ids,  # the name in TRL's reward documentation
             trainer_state=self.trainer_state,
             log_extra=log_extra,
             log_metric=log_metric,
