@@ -146,12 +146,19 @@ class RunConfig:
     )
     eval_every: int = _f(5, "Evaluate on held-out prompts every N iterations (0: start/end).")
     eval_episodes: int = _f(32, "Held-out episodes per evaluation.")
+    eval_envs: int = _f(
+        8, "Environments an evaluation steps at once (more: bigger batches, different noise)."
+    )
     samples_every: int = _f(5, "Log a table of sample generations every N iterations.")
     wandb: str = _f(
         "auto", "auto (online with WANDB_API_KEY, else offline), online, offline, disabled."
     )
     wandb_project: str = _f("rlhf-env", "W&B project.")
     resume: bool = _f(True, "Resume from the run folder's last checkpoint if there is one.")
+
+    def __post_init__(self) -> None:
+        if self.eval_envs < 1:
+            raise ValueError(f"run.eval_envs must be >= 1, got {self.eval_envs}")
 
 
 ENGINES = ("hf", "vllm")

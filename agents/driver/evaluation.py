@@ -20,12 +20,12 @@ class Evaluator:
     """Rolls a policy out on the task's held-out prompts; ``run.eval_episodes = 0`` skips the
     rollouts. ``extra(policy)`` returns the algorithm's own held-out figures."""
 
-    def __init__(self, config: TrainConfig, extra: Callable | None = None, num_envs: int = 8):
+    def __init__(self, config: TrainConfig, extra: Callable | None = None):
         self.episodes = config.run.eval_episodes
         self.envs = (
             gym.make_vec(
                 config.task.id,
-                num_envs=num_envs,
+                num_envs=config.run.eval_envs,
                 vectorization_mode="vector_entry_point",
                 **config.env_kwargs(split="test"),
             )

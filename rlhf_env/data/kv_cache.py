@@ -8,9 +8,11 @@ at different steps, so each row can be restarted with a new prompt on its own.
 Layout: one shared HF ``DynamicCache`` whose columns are aligned across rows; every step writes
 one new column for all rows. A restarted row's prompt is encoded in a separate batched forward and
 spliced into that row's last columns; its old columns are masked out. Leading columns that no row
-uses any more are trimmed, so the cache holds at most ``max prompt + max response`` columns and a
-step costs one single-token forward whatever the prefix length. Each row has its own position
-ids, so rotary and absolute position embeddings see the same positions as a plain forward.
+uses any more are trimmed, and the masked columns that a multi-turn environment's inserted runs
+leave between the rows' own are packed away, so the cache stays within a small multiple of the
+longest live stream and a step costs one single-token forward whatever the prefix length (rows
+given a longer run are fed it in a forward of their own). Each row has its own position ids, so
+rotary and absolute position embeddings see the same positions as a plain forward.
 
 Works with decoders whose layers are plain full-attention ``DynamicLayer``s (Llama, Qwen, GPT-2,
 Mistral without sliding window, ...).
@@ -24,6 +26,9 @@ import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from rlhf_env.data.ops import position_ids
+
+# Masked columns a cache may hold beyond half its longest stream before it is packed.
+COMPACT_SLACK = 64
 
 
 class BatchedKVModel:
@@ -100,22 +105,67 @@ class BatchedKVModel:
     @torch.inference_mode()
     def _feed(self, tokens: torch.Tensor, new_mask: torch.Tensor) -> None:
         """Add ``new_mask.shape[1]`` columns for all rows: ``tokens`` where ``new_mask`` is 1,
-        masked columns elsewhere; each row's next logits follow its last new token."""
+        masked columns elsewhere; each row's next logits follow its last new token.
+
+        When only some rows get more than one token (a multi-turn environment inserted a
+        reply after their turn), the others are fed their one token in a batched forward and
+        the wide rows their runs in a forward of their own: a step costs about one token per
+        row plus the inserted runs, not every row times the longest run.
+        """
         tokens, new_mask = tokens.to(self.device), new_mask.to(self.device)
+        wide = new_mask.sum(dim=1) > 1
+        if new_mask.shape[1] == 1 or bool(wide.all()):
+            self._forward(tokens, new_mask)
+            return
+        self._forward(tokens[:, :1], new_mask[:, :1] * ~wide.view(-1, 1))
+        rows = wide.nonzero().squeeze(1)
+        self._forward_rows(rows, tokens[rows], new_mask[rows])
+
+    def _forward(self, tokens: torch.Tensor, new_mask: torch.Tensor) -> None:
+        """One forward of every row over the shared cache."""
         self.mask = torch.cat([self.mask, new_mask], dim=1)
-        offsets = (new_mask.cumsum(dim=1) - 1).clamp(min=0)
         out = self.model(
             input_ids=tokens,
             attention_mask=self.mask,
-            position_ids=self.positions.view(-1, 1) + offsets,
+            position_ids=self.positions.view(-1, 1) + _offsets(new_mask),
             past_key_values=self.cache,
             use_cache=True,
         )
         self.cache = out.past_key_values
+        self._advance(torch.arange(self.batch_size, device=self.device), new_mask, out.logits)
+
+    def _forward_rows(self, rows: torch.Tensor, tokens: torch.Tensor, new_mask: torch.Tensor):
+        """A forward of ``rows`` alone over a copy of their cache rows; the other rows get the
+        new columns masked."""
+        rows_cache = DynamicCache(
+            ddp_cache_data=[(layer.keys[rows], layer.values[rows]) for layer in self.cache.layers]
+        )
+        out = self.model(
+            input_ids=tokens,
+            attention_mask=torch.cat([self.mask[rows], new_mask], dim=1),
+            position_ids=self.positions[rows].view(-1, 1) + _offsets(new_mask),
+            past_key_values=rows_cache,
+            use_cache=True,
+        )
+        width = new_mask.shape[1]
+        columns = torch.zeros(self.batch_size, width, dtype=torch.long, device=self.device)
+        columns[rows] = new_mask
+        self.mask = torch.cat([self.mask, columns], dim=1)
+        for layer, fed in zip(self.cache.layers, out.past_key_values.layers, strict=True):
+            for name in ("keys", "values"):
+                states = getattr(layer, name)
+                added = states.new_zeros(*states.shape[:2], width, states.shape[3])
+                added[rows] = getattr(fed, name)[:, :, -width:]
+                setattr(layer, name, torch.cat([states, added], dim=2))
+        self._advance(rows, new_mask, out.logits)
+
+    def _advance(self, rows: torch.Tensor, new_mask: torch.Tensor, logits: torch.Tensor) -> None:
+        """After a forward of ``rows``: their next logits follow their last new token, their
+        positions move on; then the cache is trimmed."""
         lengths = new_mask.sum(dim=1)
-        rows = lengths.nonzero().squeeze(1)
-        self._store_logits(rows, out.logits[rows, lengths[rows] - 1])
-        self.positions += lengths
+        fed = lengths.nonzero().squeeze(1)
+        self._store_logits(rows[fed], logits[fed, lengths[fed] - 1])
+        self.positions[rows] += lengths
         self._trim()
 
     def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -155,12 +205,42 @@ class BatchedKVModel:
             layer.values = torch.nn.functional.pad(layer.values, (0, 0, columns, 0))
 
     def _trim(self) -> None:
-        """Drop leading columns that no row attends to any more (bounds the cache length)."""
+        """Bound the cache length: drop leading columns that no row attends to any more, then
+        :meth:`_compact` when masked columns between the rows' own have piled up."""
         used = self.mask.any(dim=0).nonzero()
         first = int(used[0]) if len(used) else self.num_columns
-        if first == 0:
+        if first:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.keys = layer.keys[:, :, first:]
+                layer.values = layer.values[:, :, first:]
+        self._compact()
+
+    def _compact(self) -> None:
+        """Pack each row's attended columns to the right end, in their order.
+
+        An :meth:`extend` widens every row by the longest run, so in multi-turn episodes the
+        other rows gather masked columns at each inserted reply, and trimming alone lets the
+        cache grow to several times the longest stream (every step then copies and attends over
+        all of it). Packing happens when the masked excess passes half the longest stream and
+        :data:`COMPACT_SLACK` (trimming already keeps single-turn caches near their longest
+        stream). Keys keep the rotary
+        positions they were written with and the mask decides attention, so the next-token
+        logits are those of the streams as before; it costs one copy of the cache.
+        """
+        longest = int(self.mask.sum(dim=1).max()) if self.batch_size else 0
+        if self.num_columns - longest <= max(COMPACT_SLACK, longest // 2):
             return
-        self.mask = self.mask[:, first:]
+        # A stable sort of the 0/1 mask puts each row's masked columns first, then its own in
+        # order; the last ``longest`` of them hold every row's own columns.
+        keep = torch.argsort(self.mask, dim=1, stable=True)[:, -longest:]
+        self.mask = self.mask.gather(1, keep)
         for layer in self.cache.layers:
-            layer.keys = layer.keys[:, :, first:]
-            layer.values = layer.values[:, :, first:]
+            index = keep[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+            layer.keys = layer.keys.gather(2, index)
+            layer.values = layer.values.gather(2, index)
+
+
+def _offsets(new_mask: torch.Tensor) -> torch.Tensor:
+    """Each new column's position after its row's last one (masked columns repeat it)."""
+    return (new_mask.cumsum(dim=1) - 1).clamp(min=0)

@@ -41,6 +41,8 @@ def test_unknown_keys_and_wrong_types_are_errors_naming_the_key():
         load_config(None, ["ppo.critic=both"])
     with pytest.raises(ValueError, match="engine must be one of"):
         load_config(None, ["engine=tgi"])
+    with pytest.raises(ValueError, match="run.eval_envs must be >= 1, got 0"):
+        load_config(None, ["run.eval_envs=0"])
     with pytest.raises(ValueError, match="unknown algorithm 'trpo'; choose one of ppo"):
         load_config(None, ["algorithm=trpo"])
     with pytest.raises(ValueError, match=r"section\(s\) \['ppo'\] do not belong to algorithm"):
