@@ -229,8 +229,8 @@ class BatchedKVModel:
         logits are those of the streams as before; it costs one copy of the cache.
         """
         longest = int(self.mask.sum(dim=1).max()) if self.batch_size else 0
-        if self.num_columns - longest <= max(COMPACT_SLACK, longest // 2):
-            return
+        if longest == 0 or self.num_columns - longest <= max(COMPACT_SLACK, longest // 2):
+            return  # (with no attended column at all, trimming has emptied the cache)
         # A stable sort of the 0/1 mask puts each row's masked columns first, then its own in
         # order; the last ``longest`` of them hold every row's own columns.
         keep = torch.argsort(self.mask, dim=1, stable=True)[:, -longest:]
