@@ -116,10 +116,11 @@ class BatchedKVModel:
         wide = new_mask.sum(dim=1) > 1
         if new_mask.shape[1] == 1 or bool(wide.all()):
             self._forward(tokens, new_mask)
-            return
-        self._forward(tokens[:, :1], new_mask[:, :1] * ~wide.view(-1, 1))
-        rows = wide.nonzero().squeeze(1)
-        self._forward_rows(rows, tokens[rows], new_mask[rows])
+        else:
+            self._forward(tokens[:, :1], new_mask[:, :1] * ~wide.view(-1, 1))
+            rows = wide.nonzero().squeeze(1)
+            self._forward_rows(rows, tokens[rows], new_mask[rows])
+        self._trim()
 
     def _forward(self, tokens: torch.Tensor, new_mask: torch.Tensor) -> None:
         """One forward of every row over the shared cache."""
@@ -127,7 +128,7 @@ class BatchedKVModel:
         out = self.model(
             input_ids=tokens,
             attention_mask=self.mask,
-            position_ids=self.positions.view(-1, 1) + _offsets(new_mask),
+            position_ids=self.positions.view(-1, 1) + position_ids(new_mask),
             past_key_values=self.cache,
             use_cache=True,
         )
@@ -143,7 +144,7 @@ class BatchedKVModel:
         out = self.model(
             input_ids=tokens,
             attention_mask=torch.cat([self.mask[rows], new_mask], dim=1),
-            position_ids=self.positions[rows].view(-1, 1) + _offsets(new_mask),
+            position_ids=self.positions[rows].view(-1, 1) + position_ids(new_mask),
             past_key_values=rows_cache,
             use_cache=True,
         )
@@ -161,12 +162,11 @@ class BatchedKVModel:
 
     def _advance(self, rows: torch.Tensor, new_mask: torch.Tensor, logits: torch.Tensor) -> None:
         """After a forward of ``rows``: their next logits follow their last new token, their
-        positions move on; then the cache is trimmed."""
+        positions move on."""
         lengths = new_mask.sum(dim=1)
         fed = lengths.nonzero().squeeze(1)
         self._store_logits(rows[fed], logits[fed, lengths[fed] - 1])
         self.positions[rows] += lengths
-        self._trim()
 
     def log_probs(self, tokens: torch.Tensor) -> torch.Tensor:
         """``log p(token | stream so far)`` per row, for one token per row."""
@@ -224,9 +224,9 @@ class BatchedKVModel:
         cache grow to several times the longest stream (every step then copies and attends over
         all of it). Packing happens when the masked excess passes half the longest stream and
         :data:`COMPACT_SLACK` (trimming already keeps single-turn caches near their longest
-        stream). Keys keep the rotary
-        positions they were written with and the mask decides attention, so the next-token
-        logits are those of the streams as before; it costs one copy of the cache.
+        stream). Keys keep the rotary positions they were written with and the mask decides
+        attention, so the next-token logits are those of the streams as before; it costs one
+        copy of the cache.
         """
         longest = int(self.mask.sum(dim=1).max()) if self.batch_size else 0
         if longest == 0 or self.num_columns - longest <= max(COMPACT_SLACK, longest // 2):
@@ -239,8 +239,3 @@ class BatchedKVModel:
             index = keep[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
             layer.keys = layer.keys.gather(2, index)
             layer.values = layer.values.gather(2, index)
-
-
-def _offsets(new_mask: torch.Tensor) -> torch.Tensor:
-    """Each new column's position after its row's last one (masked columns repeat it)."""
-    return (new_mask.cumsum(dim=1) - 1).clamp(min=0)
